@@ -1,0 +1,3 @@
+from polyglm.cli import main
+
+raise SystemExit(main())

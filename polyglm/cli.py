@@ -1,0 +1,165 @@
+"""`polyglm` console script: thin over the platform and pipelines. Subcommands come from one table."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from polyglm.platform.config import DEFAULT_PROFILE, available_profiles
+from polyglm.platform.errors import PolyglmError
+
+STREAMLIT_APP = Path(__file__).resolve().parents[1] / "streamlit_app.py"
+
+
+def _profile_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--profile", default=DEFAULT_PROFILE, help=f"one of {', '.join(available_profiles())}")
+
+
+def cmd_models_prepare(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from polyglm.platform.config import load_profile
+    from polyglm.platform.prepare import prepare_parts_of, prepare_profile
+
+    profile = load_profile(args.profile)
+    with tqdm(total=len(prepare_parts_of(profile)), desc=f"prepare {profile.name}", unit="part") as bar:
+
+        def on_part(name: str, stage: str) -> None:
+            bar.set_postfix_str(f"{name}: {stage}")
+            if stage != "start":
+                bar.update(1)
+
+        reports = prepare_profile(profile, on_part=on_part)
+    for r in reports:
+        print(f"{r.name:24s} {r.action:8s} {r.seconds:7.1f} s {r.bytes / 1e6:9.1f} MB")
+    return 0
+
+
+def cmd_models_verify(args: argparse.Namespace) -> int:
+    from polyglm.platform.loader import load_platform, resolve_all
+    from polyglm.platform.verify import verify_platform
+
+    platform = load_platform(args.profile)
+    resolve_all(platform)  # one clear "missing" message before any slow load
+
+    def show(result) -> None:
+        mark = "PASS" if result.passed else "FAIL"
+        print(f"{mark} {result.role:15s} {result.seconds:6.1f} s  {result.detail}", flush=True)
+
+    results = verify_platform(platform, on_result=show)
+    failed = [r.role for r in results if not r.passed]
+    print(f"{len(results) - len(failed)} passed, {len(failed)} failed")
+    return 1 if failed else 0
+
+
+def cmd_models_list(args: argparse.Namespace) -> int:
+    from polyglm.platform.inventory import inventory, inventory_json
+
+    statuses = inventory()
+    if args.json:
+        print(inventory_json(statuses))
+        return 0
+    for status in statuses:
+        print(f"{status.name}  ({'ready' if status.ready else 'incomplete'})  {status.title}")
+        for part in status.parts:
+            size = f"{part.bytes / 1e6:8.1f} MB" if part.present else "   missing"
+            print(f"  {part.role:15s} {size}  {part.source}  [{part.licence}]")
+        for adapter in status.adapters:
+            print(f"  adapter {adapter.modality}: {adapter.path} {adapter.metrics if adapter.present else '(missing)'}")
+    return 0
+
+
+def cmd_chat(args: argparse.Namespace) -> int:
+    from polyglm.pipelines.chat import reply, stream_reply
+    from polyglm.platform.engine import GenerationOptions
+    from polyglm.platform.loader import load_platform
+
+    platform = load_platform(args.profile)
+    options = GenerationOptions(max_new_tokens=args.max_new_tokens, temperature=args.temperature)
+    if args.message is not None:
+        messages = [{"role": "user", "content": args.message}]
+        if args.json:
+            print(
+                json.dumps({"profile": args.profile, "answer": reply(platform, messages, options)}, ensure_ascii=False)
+            )
+        else:
+            for piece in stream_reply(platform, messages, options):
+                print(piece, end="", flush=True)
+            print()
+        return 0
+    return _chat_repl(platform, options)
+
+
+def _chat_repl(platform, options) -> int:
+    from polyglm.pipelines.chat import stream_reply
+
+    history: list[dict] = []
+    print(f"polyglm chat on profile {platform.profile.name}; empty line or Ctrl-D quits")
+    while True:
+        try:
+            line = input("you> ").strip()
+        except EOFError:
+            return 0
+        if not line:
+            return 0
+        history.append({"role": "user", "content": line})
+        print("assistant> ", end="", flush=True)
+        answer = "".join(print(p, end="", flush=True) or p for p in stream_reply(platform, history, options))
+        print()
+        history.append({"role": "assistant", "content": answer})
+
+
+def cmd_app(args: argparse.Namespace) -> int:
+    command = [
+        sys.executable, "-m", "streamlit", "run", str(STREAMLIT_APP),
+        "--server.port", str(args.port), "--server.headless", "true",
+        "--browser.gatherUsageStats", "false", "--", "--profile", args.profile,
+    ]  # fmt: skip
+    return subprocess.call(command)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="polyglm", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    models = commands.add_parser("models", help="prepare, verify and list model profiles")
+    models_cmds = models.add_subparsers(dest="models_command", required=True)
+    prepare = models_cmds.add_parser("prepare", help="build a profile's parts into the cache (once)")
+    _profile_arg(prepare)
+    prepare.set_defaults(handler=cmd_models_prepare)
+    verify = models_cmds.add_parser("verify", help="prove every part of a profile with a real output")
+    _profile_arg(verify)
+    verify.set_defaults(handler=cmd_models_verify)
+    listing = models_cmds.add_parser("list", help="profiles, parts present, sizes, licences, adapters")
+    listing.add_argument("--json", action="store_true")
+    listing.set_defaults(handler=cmd_models_list)
+
+    chat = commands.add_parser("chat", help="chat with the profile's language model")
+    _profile_arg(chat)
+    chat.add_argument("--message", help="answer one message and exit (otherwise an interactive session)")
+    chat.add_argument("--json", action="store_true", help="with --message: print a JSON object")
+    chat.add_argument("--max-new-tokens", type=int, default=256)
+    chat.add_argument("--temperature", type=float, default=0.0)
+    chat.set_defaults(handler=cmd_chat)
+
+    app = commands.add_parser("app", help="start the Streamlit app")
+    _profile_arg(app)
+    app.add_argument("--port", type=int, default=8501)
+    app.set_defaults(handler=cmd_app)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    handler: Callable[[argparse.Namespace], int] = args.handler
+    try:
+        return handler(args)
+    except PolyglmError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130

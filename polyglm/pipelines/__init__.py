@@ -1,0 +1,1 @@
+"""Pipelines: plain functions over a loaded Platform. The CLI, UI and API are thin over these."""

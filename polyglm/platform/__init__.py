@@ -1,0 +1,1 @@
+"""Config, profiles, model preparation and loading. Import submodules directly; nothing loads here."""

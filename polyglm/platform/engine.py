@@ -1,0 +1,90 @@
+"""Generation engine: token ids in, token ids out. Prompts, templates and text live above it."""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class GenerationOptions:
+    max_new_tokens: int = 256  # hard cap on the reply length
+    temperature: float = 0.0  # 0 means greedy decoding (reproducible)
+    top_p: float = 0.9  # nucleus sampling mass, used only when temperature > 0
+    repetition_penalty: float = 1.1  # >1 discourages loops, which small models fall into
+    seed: int = 0  # sampling seed, so sampled replies can be reproduced
+
+
+class _TokenQueue:
+    """A transformers streamer that hands new token ids to the consuming thread."""
+
+    _DONE = object()
+
+    def __init__(self) -> None:
+        self.queue: queue.Queue = queue.Queue()
+        self._prompt_seen = False
+
+    def put(self, value) -> None:
+        if not self._prompt_seen:  # generate() first echoes the prompt; callers want new tokens only
+            self._prompt_seen = True
+            return
+        for token in value.reshape(-1).tolist():
+            self.queue.put(token)
+
+    def end(self) -> None:
+        self.queue.put(self._DONE)
+
+    def __iter__(self) -> Iterator[int]:
+        while (item := self.queue.get()) is not self._DONE:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+
+
+def stream_tokens(
+    model: Any, prompt_ids: Sequence[int], stop_ids: Sequence[int], options: GenerationOptions
+) -> Iterator[int]:
+    """Yield generated token ids one at a time while generate() runs in a worker thread."""
+    import torch
+
+    streamer = _TokenQueue()
+    input_ids = torch.tensor([list(prompt_ids)], device=model.device)
+    sampling = options.temperature > 0
+    kwargs = {
+        "input_ids": input_ids,
+        "attention_mask": torch.ones_like(input_ids),
+        "max_new_tokens": options.max_new_tokens,
+        "do_sample": sampling,
+        "repetition_penalty": options.repetition_penalty,
+        "eos_token_id": list(stop_ids),
+        "pad_token_id": stop_ids[0] if stop_ids else None,
+        "streamer": streamer,
+        **({"temperature": options.temperature, "top_p": options.top_p} if sampling else {}),
+    }
+
+    def work() -> None:
+        try:
+            torch.manual_seed(options.seed)
+            with torch.inference_mode():
+                model.generate(**kwargs)
+        except BaseException as exc:  # surfaced in the consumer, not lost in the thread
+            streamer.queue.put(exc)
+            streamer.end()
+
+    worker = threading.Thread(target=work, daemon=True)
+    worker.start()
+    stops = set(stop_ids)
+    for token in streamer:
+        if token in stops:
+            break
+        yield token
+    worker.join()
+
+
+def generate_ids(
+    model: Any, prompt_ids: Sequence[int], stop_ids: Sequence[int], options: GenerationOptions
+) -> list[int]:
+    return list(stream_tokens(model, prompt_ids, stop_ids, options))

@@ -1,0 +1,66 @@
+"""The language model part: weights, tokenizer and chat template, plus what fine-tuning must know."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+# peft has no default LoRA targets for transformers' native GLM types; these are their module names.
+LORA_TARGETS: dict[str, tuple[str, ...]] = {
+    "glm": ("q_proj", "k_proj", "v_proj", "o_proj", "gate_up_proj", "down_proj"),
+    "glm4": ("q_proj", "k_proj", "v_proj", "o_proj", "gate_up_proj", "down_proj"),
+    "llama": ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"),
+    "gemma3_text": ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"),
+}
+
+
+def lora_targets(model_type: str) -> tuple[str, ...]:
+    try:
+        return LORA_TARGETS[model_type]
+    except KeyError:
+        raise KeyError(
+            f"no LoRA target modules known for model type {model_type!r}; "
+            f"add them to LORA_TARGETS in {__file__} (known: {', '.join(sorted(LORA_TARGETS))})"
+        ) from None
+
+
+@dataclass
+class LanguageModel:
+    model: Any  # transformers causal LM in eval mode
+    tokenizer: Any  # its tokenizer, with a chat template
+    device: Any
+    dtype: Any
+    name: str  # folder or hub id shown to users
+
+    @classmethod
+    def load(cls, path: Path, options: dict, device, dtype) -> LanguageModel:
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, local_files_only=True)
+        model.to(device).eval()
+        if tokenizer.chat_template is None:
+            raise ValueError(f"tokenizer in {path} has no chat template; polyglm needs a chat model")
+        return cls(model=model, tokenizer=tokenizer, device=device, dtype=dtype, name=path.name)
+
+    @property
+    def model_type(self) -> str:
+        return self.model.config.model_type
+
+    @property
+    def lora_targets(self) -> tuple[str, ...]:
+        return lora_targets(self.model_type)
+
+    @property
+    def stop_token_ids(self) -> list[int]:
+        eos = self.model.generation_config.eos_token_id
+        ids = eos if isinstance(eos, list) else [eos]
+        return [i for i in ids if i is not None]
+
+    def chat_ids(self, messages: list[dict], add_generation_prompt: bool = True) -> list[int]:
+        """Token ids of `messages` rendered with the model's own chat template."""
+        rendered = self.tokenizer.apply_chat_template(
+            messages, add_generation_prompt=add_generation_prompt, tokenize=False
+        )
+        return self.tokenizer(rendered, add_special_tokens=False)["input_ids"]
