@@ -114,10 +114,12 @@ def _chat_repl(platform, options) -> int:
 
 
 def cmd_app(args: argparse.Namespace) -> int:
+    # No file watcher: watching the repo (and .venv) overflows inotify and reruns scripts mid-reply.
     command = [
         sys.executable, "-m", "streamlit", "run", str(STREAMLIT_APP),
-        "--server.port", str(args.port), "--server.headless", "true",
-        "--browser.gatherUsageStats", "false", "--", "--profile", args.profile,
+        "--server.port", str(args.port), "--server.address", args.address, "--server.headless", "true",
+        "--server.fileWatcherType", "none", "--browser.gatherUsageStats", "false",
+        "--", "--profile", args.profile,
     ]  # fmt: skip
     return subprocess.call(command)
 
@@ -149,6 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
     app = commands.add_parser("app", help="start the Streamlit app")
     _profile_arg(app)
     app.add_argument("--port", type=int, default=8501)
+    app.add_argument("--address", default="0.0.0.0", help="interface to listen on (127.0.0.1 for local only)")
     app.set_defaults(handler=cmd_app)
     return parser
 

@@ -59,8 +59,9 @@ def stream_tokens(
         "max_new_tokens": options.max_new_tokens,
         "do_sample": sampling,
         "repetition_penalty": options.repetition_penalty,
-        "eos_token_id": list(stop_ids),
-        "pad_token_id": stop_ids[0] if stop_ids else None,
+        # No stop ids means "run to max_new_tokens", so the model's own eos must not apply either.
+        "eos_token_id": list(stop_ids) or [-1],
+        "pad_token_id": stop_ids[0] if stop_ids else model.generation_config.pad_token_id,
         "streamer": streamer,
         **({"temperature": options.temperature, "top_p": options.top_p} if sampling else {}),
     }

@@ -1,0 +1,46 @@
+"""Shared fixtures. Tiny models for unit tests; the real offline profile only in tests marked `slow`.
+
+Both profiles are prepared in the user's polyglm cache (POLYGLM_CACHE or ~/.cache/polyglm):
+`make test` prepares `offline` before pytest starts, and `tiny` builds here in seconds, once.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+@pytest.fixture(autouse=True)
+def seed() -> int:
+    import numpy as np
+    import torch
+
+    random.seed(0)
+    np.random.seed(0)
+    torch.manual_seed(0)
+    return 0
+
+
+@pytest.fixture(scope="session")
+def tiny_platform():
+    from polyglm.platform.config import load_profile
+    from polyglm.platform.loader import load_platform
+    from polyglm.platform.prepare import prepare_profile
+
+    prepare_profile(load_profile("tiny"))
+    return load_platform("tiny", device="cpu")
+
+
+@pytest.fixture(scope="session")
+def offline_platform():
+    from polyglm.platform.config import load_profile
+    from polyglm.platform.loader import load_platform
+    from polyglm.platform.prepare import prepare_profile
+
+    prepare_profile(load_profile("offline"))  # a no-op after `make test`'s prepare step
+    return load_platform("offline", device="cpu")

@@ -1,0 +1,56 @@
+"""The console script as a user runs it: a real subprocess, real exit codes and output."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+
+def polyglm(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "polyglm", *args], capture_output=True, text=True, timeout=timeout
+    )
+
+
+def test_models_list_json_shows_every_profile_with_parts_sizes_licences(tiny_platform):
+    out = polyglm("models", "list", "--json")
+    assert out.returncode == 0, out.stderr
+    profiles = {p["name"]: p for p in json.loads(out.stdout)}
+    assert {"tiny", "offline", "glm4-9b", "glm-edge"} <= set(profiles)
+    tiny = profiles["tiny"]
+    assert tiny["ready"] is True
+    assert {p["role"] for p in tiny["parts"]} == {"language_model", "vision", "speech", "embedding", "ocr"}
+    assert all(p["bytes"] > 0 and p["licence"] for p in tiny["parts"])
+    missing = [p for p in profiles["glm4-9b"]["parts"] if not p["present"]]
+    assert all("glm4-9b" in p["problem"] for p in missing)
+
+
+def test_unknown_profile_is_one_clear_line_and_exit_2():
+    out = polyglm("models", "verify", "--profile", "gpt-17")
+    assert out.returncode == 2
+    assert out.stderr.strip().startswith("error: unknown profile 'gpt-17'; available:")
+    assert "Traceback" not in out.stderr
+
+
+def test_verify_of_a_profile_without_weights_names_the_fix(tmp_path):
+    out = polyglm("models", "verify", "--profile", "glm-edge")
+    assert out.returncode == 2
+    assert "hf download THUDM/glm-edge-1.5b-chat" in out.stderr
+
+
+def test_chat_message_json_on_tiny(tiny_platform):
+    out = polyglm("chat", "--profile", "tiny", "--message", "hello", "--max-new-tokens", "8", "--json")
+    assert out.returncode == 0, out.stderr
+    payload = json.loads(out.stdout)
+    assert payload["profile"] == "tiny" and isinstance(payload["answer"], str) and payload["answer"]
+
+
+def test_empty_chat_message_is_refused():
+    out = polyglm("chat", "--profile", "tiny", "--message", "  ")
+    assert out.returncode == 2 and "empty" in out.stderr
+
+
+@pytest.mark.parametrize("args", [["--help"], ["models", "--help"], ["chat", "--help"], ["app", "--help"]])
+def test_help_works(args):
+    assert polyglm(*args).returncode == 0
