@@ -8,9 +8,7 @@ import pytest
 
 
 def polyglm(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "polyglm", *args], capture_output=True, text=True, timeout=timeout
-    )
+    return subprocess.run([sys.executable, "-m", "polyglm", *args], capture_output=True, text=True, timeout=timeout)
 
 
 def test_models_list_json_shows_every_profile_with_parts_sizes_licences(tiny_platform):

@@ -23,9 +23,7 @@ class MeanPooledEmbedder:
         from transformers import AutoModel, AutoTokenizer
 
         tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
-        # Mean pooling never uses BERT's pooler head; leaving it out avoids a spurious "missing weights" report.
-        model = AutoModel.from_pretrained(path, dtype=dtype, local_files_only=True, add_pooling_layer=False)
-        model.to(device).eval()
+        model = AutoModel.from_pretrained(path, dtype=dtype, local_files_only=True).to(device).eval()
         return cls(
             model=model,
             tokenizer=tokenizer,

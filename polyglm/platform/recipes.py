@@ -191,15 +191,15 @@ OFFLINE_RECIPES = (
 )  # fmt: skip
 
 
-def _tiny(name: str, build: Callable[[Path], dict]) -> Recipe:
-    return Recipe(name=name, build=lambda inputs, out: build(out), licence="Apache-2.0 (built here)")
+def _tiny(name: str, build: Callable[[Path], dict], version: int = 1) -> Recipe:
+    return Recipe(name=name, build=lambda inputs, out: build(out), version=version, licence="Apache-2.0 (built here)")
 
 
-TINY_RECIPES = (
+TINY_RECIPES = (  # bump a tiny recipe's version when its builder changes
     _tiny("tiny-glm", tiny.build_tiny_glm),
     _tiny("tiny-vit", tiny.build_tiny_vit),
     _tiny("tiny-whisper", tiny.build_tiny_whisper),
-    _tiny("tiny-embedding", tiny.build_tiny_embedding),
+    _tiny("tiny-embedding", tiny.build_tiny_embedding, version=2),
 )
 
 RECIPES: dict[str, Recipe] = {recipe.name: recipe for recipe in OFFLINE_RECIPES + TINY_RECIPES}

@@ -129,6 +129,6 @@ def build_tiny_embedding(out_dir: Path) -> dict:
         max_position_embeddings=512,
         pad_token_id=tokenizer.pad_token_id,
     )
-    model = BertModel(config, add_pooling_layer=False)
+    model = BertModel(config)  # with the pooler, like real sentence-transformers checkpoints
     model.save_pretrained(out_dir)
     return {"parameters": sum(p.numel() for p in model.parameters()), "dim": config.hidden_size}

@@ -19,11 +19,16 @@ from polyglm.platform.convert.efficientnet_lite import TIMM_NAME, convert_effici
 
 # Lite0 stage depths: timm "blocks.<stage>.<i>" <-> source flat "_blocks.<n>".
 _STAGE_DEPTHS = [1, 2, 2, 3, 3, 4, 1]
-_TOP = {"conv_stem": "_conv_stem", "bn1": "_bn0", "conv_head": "_conv_head",
-        "bn2": "_bn1", "classifier": "_fc"}
+_TOP = {"conv_stem": "_conv_stem", "bn1": "_bn0", "conv_head": "_conv_head", "bn2": "_bn1", "classifier": "_fc"}
 _DS = {"conv_dw": "_depthwise_conv", "bn1": "_bn1", "conv_pw": "_project_conv", "bn2": "_bn2"}
-_IR = {"conv_pw": "_expand_conv", "bn1": "_bn0", "conv_dw": "_depthwise_conv",
-       "bn2": "_bn1", "conv_pwl": "_project_conv", "bn3": "_bn2"}
+_IR = {
+    "conv_pw": "_expand_conv",
+    "bn1": "_bn0",
+    "conv_dw": "_depthwise_conv",
+    "bn2": "_bn1",
+    "conv_pwl": "_project_conv",
+    "bn3": "_bn2",
+}
 
 
 def _to_source_name(key: str) -> str:

@@ -98,10 +98,10 @@ def test_corrupt_packaged_file_names_file_and_reinstall_command():
 
 
 def test_wrong_version_and_missing_package_are_explained():
-    name, version, path = _installed_file()
-    with pytest.raises(PrepareError, match="expected 0.0.1"):
+    name, _version, path = _installed_file()
+    with pytest.raises(PrepareError, match=r"expected 0\.0\.1"):
         locate_packaged_file(PackagedFile(name, "0.0.1", path, "0" * 64))
-    with pytest.raises(PrepareError, match="no-such-pkg==1.0 is not installed"):
+    with pytest.raises(PrepareError, match=r"no-such-pkg==1\.0 is not installed"):
         locate_packaged_file(PackagedFile("no-such-pkg", "1.0", "x", "0" * 64))
 
 

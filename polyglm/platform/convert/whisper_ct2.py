@@ -159,13 +159,12 @@ def _apply_aliases(cur: _Cursor, variables: dict[str, np.ndarray], aliases: dict
     for alias, target in aliases.items():
         if target not in variables:
             raise cur.fail(f"alias {alias!r} points to missing variable {target!r}")
+        # Applied after dequantization, so the alias shares the target's float32 array
+        # (CTranslate2 instead aliases ``<alias>_scale`` to ``<target>_scale``: same result).
         variables[alias] = variables[target]
-        # Like CTranslate2, an alias of a quantized weight also shares its scale.
-        if f"{target}_scale" in variables:
-            variables[f"{alias}_scale"] = variables[f"{target}_scale"]
 
 
-def _dequantize(variables: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+def _dequantize(cur: _Cursor, variables: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Float weights to float32; int8/int16 weights with a ``_scale`` to float32 (scale consumed)."""
     scales = {
         name
@@ -179,6 +178,8 @@ def _dequantize(variables: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         scale_name = f"{name}_scale"
         if scale_name in scales:
             scale = variables[scale_name].astype(np.float32)
+            if value.shape[: scale.ndim] != scale.shape:
+                raise cur.fail(f"{scale_name!r} shape {list(scale.shape)} does not fit {name!r} {list(value.shape)}")
             # int8 scales are per output row, int16 a single scalar: broadcast over trailing dims.
             scale = scale.reshape(scale.shape + (1,) * (value.ndim - scale.ndim))
             out[name] = value.astype(np.float32) / scale
@@ -210,9 +211,10 @@ def read_ct2_model(model_bin: Path) -> tuple[dict[str, np.ndarray], dict[str, An
     # Trailing bytes usually mean the split parts were joined wrongly (or twice).
     if cur.pos != len(cur.data):
         raise cur.fail(f"{len(cur.data) - cur.pos} unexpected trailing bytes after offset {cur.pos}")
+    variables = _dequantize(cur, variables)
     _apply_aliases(cur, variables, aliases)
     meta = {"binary_version": version, "spec": spec, "spec_revision": revision, "aliases": aliases, "dtypes": dtypes}
-    return _dequantize(variables), meta
+    return variables, meta
 
 
 # ---------------------------------------------------------------------------

