@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,11 +21,18 @@ class WhisperSpeechEncoder:
 
     @classmethod
     def load(cls, path: Path, options: dict, device, dtype) -> WhisperSpeechEncoder:
-        import whisper
+        import torch
+        from whisper.model import ModelDimensions, Whisper
 
         file = path / "model.pt" if path.is_dir() else path
-        model = whisper.load_model(str(file), device=device)
-        model.to(dtype=dtype).eval()
+        checkpoint = torch.load(file, map_location="cpu", weights_only=True)
+        model = Whisper(ModelDimensions(**checkpoint["dims"]))
+        model.load_state_dict(checkpoint["model_state_dict"])
+        # whisper.load_model sets alignment heads only for its own named models; converted
+        # checkpoints carry theirs, and word timestamps need them.
+        if "alignment_heads" in checkpoint:
+            model.set_alignment_heads(checkpoint["alignment_heads"])
+        model.to(device=device, dtype=dtype).eval()
         return cls(model=model, device=device, dtype=dtype, name=file.name)
 
     @property
@@ -39,10 +47,42 @@ class WhisperSpeechEncoder:
         return self.model.transcribe(audio, language=language, fp16=fp16, temperature=0.0, verbose=None)
 
     def encode(self, audio_16k: Any):
-        """(1, 1500, D) encoder states for up to 30 s of 16 kHz mono audio."""
+        """(1, 1500, D) encoder states for up to 30 s of 16 kHz mono audio (zero-padded)."""
         import torch
+
+        with torch.inference_mode():
+            return self.model.encoder(self._mel(torch.as_tensor(audio_16k))[None])
+
+    def encode_clips(self, clips: Sequence[Any], batch_size: int = 8) -> list:
+        """One (T_i, D) tensor per clip, at 50 frames/s, covering the whole clip.
+
+        Clips longer than 30 s are split into 30 s windows that are encoded separately and joined,
+        so nothing is silently truncated; the padding frames after each window's audio are cut.
+        """
+        import torch
+
+        windows = [(i, w) for i, clip in enumerate(clips) for w in _windows(torch.as_tensor(clip, dtype=torch.float32))]
+        pieces: list[list] = [[] for _ in clips]
+        for start in range(0, len(windows), batch_size):
+            batch = windows[start : start + batch_size]
+            mels = torch.stack([self._mel(w) for _, w in batch])
+            with torch.inference_mode():
+                states = self.model.encoder(mels)
+            for (clip_index, window), state in zip(batch, states, strict=True):
+                frames = max(1, -(-window.shape[0] // SAMPLES_PER_FRAME))
+                pieces[clip_index].append(state[:frames])
+        return [torch.cat(p) for p in pieces]
+
+    def _mel(self, audio):
         import whisper
 
-        mel = whisper.log_mel_spectrogram(whisper.pad_or_trim(torch.as_tensor(audio_16k)), self.model.dims.n_mels)
-        with torch.inference_mode():
-            return self.model.encoder(mel[None].to(device=self.device, dtype=self.dtype))
+        mel = whisper.log_mel_spectrogram(whisper.pad_or_trim(audio), self.model.dims.n_mels)
+        return mel.to(device=self.device, dtype=self.dtype)
+
+
+WINDOW_SAMPLES = 30 * 16_000  # Whisper's fixed receptive window
+SAMPLES_PER_FRAME = 320  # 16 kHz, mel hop 160, encoder conv stride 2 -> 50 frames/s
+
+
+def _windows(audio):
+    return [audio[i : i + WINDOW_SAMPLES] for i in range(0, max(1, audio.shape[0]), WINDOW_SAMPLES)]

@@ -45,17 +45,29 @@ class _TokenQueue:
 
 
 def stream_tokens(
-    model: Any, prompt_ids: Sequence[int], stop_ids: Sequence[int], options: GenerationOptions
+    model: Any,
+    prompt_ids: Sequence[int] | None,
+    stop_ids: Sequence[int],
+    options: GenerationOptions,
+    inputs_embeds: Any = None,
+    attention_mask: Any = None,
 ) -> Iterator[int]:
-    """Yield generated token ids one at a time while generate() runs in a worker thread."""
+    """Yield generated token ids one at a time while generate() runs in a worker thread.
+
+    The prompt is either token ids or, for fused multimodal input, `inputs_embeds` (1, L, D) with
+    its attention mask.
+    """
     import torch
 
     streamer = _TokenQueue()
-    input_ids = torch.tensor([list(prompt_ids)], device=model.device)
+    if inputs_embeds is None:
+        input_ids = torch.tensor([list(prompt_ids or [])], device=model.device)
+        prompt = {"input_ids": input_ids, "attention_mask": torch.ones_like(input_ids)}
+    else:
+        prompt = {"inputs_embeds": inputs_embeds, "attention_mask": attention_mask}
     sampling = options.temperature > 0
     kwargs = {
-        "input_ids": input_ids,
-        "attention_mask": torch.ones_like(input_ids),
+        **prompt,
         "max_new_tokens": options.max_new_tokens,
         "do_sample": sampling,
         "repetition_penalty": options.repetition_penalty,

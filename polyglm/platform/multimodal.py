@@ -1,0 +1,122 @@
+"""Encoders + adapters + language model: media in, features in the LM's space, fused generation."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from polyglm.platform.adapters import AdapterError, load_adapter, output_length
+from polyglm.platform.engine import GenerationOptions, stream_tokens
+from polyglm.platform.fusion import MediaFeatures, build_batch, ensure_placeholder_tokens
+from polyglm.platform.inventory import ADAPTER_ROOT
+from polyglm.platform.loader import Platform
+from polyglm.platform.locate import resolve_part
+
+MODALITY_ROLE = {"image": "vision", "audio": "speech"}
+WEIGHT_SUFFIXES = (".safetensors", ".pt", ".bin", ".pth")
+_HASHES: dict[str, str] = {}  # per process: hashing a 0.5 GB LM takes about a second
+
+
+def weights_hash(path: Path) -> str:
+    """sha256 prefix over a part's weight files, memoised by (path, size, mtime) next to the cache."""
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.suffix in WEIGHT_SUFFIXES)
+    signature = json.dumps([(str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in files])
+    memo = _HASHES
+    if signature not in memo:
+        digest = hashlib.sha256()
+        for file in files:
+            with open(file, "rb") as handle:
+                while block := handle.read(1 << 22):
+                    digest.update(block)
+        memo[signature] = digest.hexdigest()[:16]
+    return memo[signature]
+
+
+def part_identity(platform: Platform, role: str) -> tuple[str, str]:
+    """(id, weights hash) of a part: what adapter manifests record and check."""
+    spec = platform.profile.part(role)
+    return spec.display, weights_hash(resolve_part(platform.profile, role, platform.settings))
+
+
+@dataclass
+class MultimodalModel:
+    """A Platform plus one projector per modality."""
+
+    platform: Platform
+    projectors: dict[str, Any] = field(default_factory=dict)  # modality -> projector module
+    placeholder_ids: dict[str, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.placeholder_ids = ensure_placeholder_tokens(self.platform.lm.tokenizer)
+
+    @property
+    def lm(self):
+        return self.platform.lm
+
+    def attach(self, modality: str, projector: Any) -> None:
+        self.projectors[modality] = projector.to(self.platform.device)
+
+    def encoder_features_images(self, images: Sequence[Any]) -> list[torch.Tensor]:
+        """Raw (T, D_enc) vision features per image, encoded in one batch."""
+        return list(self.platform.vision.encode(images).float())
+
+    def encoder_features_audio(self, clips: Sequence[Any]) -> list[torch.Tensor]:
+        return [f.float() for f in self.platform.speech.encode_clips(clips)]
+
+    def project(
+        self, modality: str, features: Sequence[torch.Tensor], names: Sequence[str] = ()
+    ) -> list[MediaFeatures]:
+        """Encoder features -> MediaFeatures in the LM space (no grad; training calls the projector itself)."""
+        projector = self._projector(modality)
+        names = list(names) or [""] * len(features)
+        with torch.inference_mode():
+            return [
+                MediaFeatures(modality, projector(f[None].to(self.platform.device))[0], name)
+                for f, name in zip(features, names, strict=True)
+            ]
+
+    def slots(self, modality: str, frames: int) -> int:
+        return output_length(self._projector(modality), frames)
+
+    def _projector(self, modality: str):
+        if modality not in self.projectors:
+            raise AdapterError(
+                f"no {modality} adapter loaded for profile {self.platform.profile.name!r}; "
+                f"train one with `polyglm train-adapter --profile {self.platform.profile.name} --modality {modality}`"
+            )
+        return self.projectors[modality]
+
+    def stream(self, messages: Sequence[dict], options: GenerationOptions | None = None) -> Iterator[int]:
+        """Token ids of the reply to messages whose contents may hold MediaFeatures."""
+        batch = build_batch(self.lm, [messages], self.placeholder_ids)
+        device = self.platform.device
+        return stream_tokens(
+            self.lm.model,
+            prompt_ids=None,
+            stop_ids=self.lm.stop_token_ids,
+            options=options or GenerationOptions(),
+            inputs_embeds=batch.inputs_embeds.to(device=device, dtype=self.lm.model.dtype),
+            attention_mask=batch.attention_mask.to(device),
+        )
+
+    def generate_text(self, messages: Sequence[dict], options: GenerationOptions | None = None) -> str:
+        return self.lm.tokenizer.decode(list(self.stream(messages, options)), skip_special_tokens=True)
+
+
+def load_multimodal(platform: Platform, modalities: Sequence[str] | None = None) -> MultimodalModel:
+    """A MultimodalModel with the profile's shipped adapters attached (pairing checked)."""
+    model = MultimodalModel(platform)
+    lm_id, lm_hash = part_identity(platform, "language_model")
+    for modality, relative in platform.profile.adapters.items():
+        if modalities is not None and modality not in modalities:
+            continue
+        encoder_id, encoder_hash = part_identity(platform, MODALITY_ROLE[modality])
+        projector, _ = load_adapter(ADAPTER_ROOT / relative, encoder_id, encoder_hash, lm_id, lm_hash)
+        model.attach(modality, projector)
+    return model
