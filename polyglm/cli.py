@@ -113,6 +113,20 @@ def _chat_repl(platform, options) -> int:
         history.append({"role": "assistant", "content": answer})
 
 
+def cmd_train_adapter(args: argparse.Namespace) -> int:
+    from polyglm.pipelines.train_adapter import TrainOptions, train_adapter
+
+    options = TrainOptions(
+        profile=args.profile, modality=args.modality, spec=args.spec, items=args.items, epochs=args.epochs,
+        batch_size=args.batch_size, lr=args.lr, seed=args.seed, lm_dtype=args.lm_dtype,
+        eval_generate=args.eval_generate, out_dir=Path(args.out or f"runs/{args.profile}-{args.modality}"),
+    )  # fmt: skip
+    metrics = train_adapter(options)
+    print(json.dumps(metrics, indent=2, ensure_ascii=False))
+    print(f"adapter, loss curve and metrics in {options.out_dir}")
+    return 0
+
+
 def cmd_app(args: argparse.Namespace) -> int:
     # No file watcher: watching the repo (and .venv) overflows inotify and reruns scripts mid-reply.
     command = [
@@ -147,6 +161,20 @@ def build_parser() -> argparse.ArgumentParser:
     chat.add_argument("--max-new-tokens", type=int, default=256)
     chat.add_argument("--temperature", type=float, default=0.0)
     chat.set_defaults(handler=cmd_chat)
+
+    train = commands.add_parser("train-adapter", help="stage-1 alignment of an encoder with the frozen LM")
+    _profile_arg(train)
+    train.add_argument("--modality", choices=["audio", "image"], required=True)
+    train.add_argument("--spec", default="", help="projector spec (default: audio pool4_mlp2x_gelu, image mlp2x_gelu)")
+    train.add_argument("--items", type=int, default=400, help="examples to generate; index %% 10 == 0 held out")
+    train.add_argument("--epochs", type=int, default=3)
+    train.add_argument("--batch-size", type=int, default=8)
+    train.add_argument("--lr", type=float, default=1e-3)
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--lm-dtype", choices=["bfloat16", "float32"], default="bfloat16")
+    train.add_argument("--eval-generate", type=int, default=40, help="held-out items scored by generation")
+    train.add_argument("--out", help="output folder (default runs/PROFILE-MODALITY); rerun to resume")
+    train.set_defaults(handler=cmd_train_adapter)
 
     app = commands.add_parser("app", help="start the Streamlit app")
     _profile_arg(app)

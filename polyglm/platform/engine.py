@@ -101,3 +101,30 @@ def generate_ids(
     model: Any, prompt_ids: Sequence[int], stop_ids: Sequence[int], options: GenerationOptions
 ) -> list[int]:
     return list(stream_tokens(model, prompt_ids, stop_ids, options))
+
+
+def generate_batch(
+    model: Any, inputs_embeds: Any, attention_mask: Any, stop_ids: Sequence[int], options: GenerationOptions
+) -> list[list[int]]:
+    """Greedy/sampled replies for a left-padded fused batch; each row cut at its first stop id."""
+    import torch
+
+    torch.manual_seed(options.seed)
+    sampling = options.temperature > 0
+    with torch.inference_mode():
+        out = model.generate(
+            inputs_embeds=inputs_embeds,
+            attention_mask=attention_mask,
+            max_new_tokens=options.max_new_tokens,
+            do_sample=sampling,
+            repetition_penalty=options.repetition_penalty,
+            eos_token_id=list(stop_ids) or [-1],
+            pad_token_id=stop_ids[0] if stop_ids else model.generation_config.pad_token_id,
+            **({"temperature": options.temperature, "top_p": options.top_p} if sampling else {}),
+        )
+    stops = set(stop_ids)
+    rows = []
+    for row in out.tolist():
+        cut = next((i for i, token in enumerate(row) if token in stops), len(row))
+        rows.append(row[:cut])
+    return rows

@@ -1,0 +1,338 @@
+"""`polyglm train-adapter`: align an encoder with the frozen language model through a projector.
+
+Stage 1 trains the projector only (speech -> transcript, image -> caption). Stage 2 continues from a
+stage-1 adapter and trains projector + LoRA on instruction data that mixes text-only and
+multimodal samples. Encoder features are computed once and kept in the feature cache, so reruns and
+evaluation never re-encode. Checkpoints every N steps make a killed run resume where it stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import shlex
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from polyglm.pipelines import adapter_data as data
+from polyglm.platform.adapters import AdapterManifest, build_projector, save_adapter
+from polyglm.platform.config import Settings
+from polyglm.platform.engine import GenerationOptions, generate_batch
+from polyglm.platform.feature_cache import CacheOptions, FeatureCache
+from polyglm.platform.fusion import MediaFeatures, build_batch
+from polyglm.platform.loader import Platform, load_platform
+from polyglm.platform.multimodal import MODALITY_ROLE, MultimodalModel, part_identity
+
+PROMPTS = {"audio": "Transcribe the speech.", "image": "Describe the image in a few words."}
+DEFAULT_SPECS = {"image": "mlp2x_gelu", "audio": "pool4_mlp2x_gelu"}
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    profile: str = "offline"  # model profile whose encoder and LM are aligned
+    modality: str = "audio"  # audio or image
+    spec: str = ""  # projector spec; empty = DEFAULT_SPECS[modality]
+    items: int = 400  # examples generated (index % 10 == 0 held out)
+    epochs: int = 3  # passes over the training split
+    batch_size: int = 8
+    lr: float = 1e-3  # AdamW learning rate
+    seed: int = 0  # data, init and shuffling
+    lm_dtype: str = "bfloat16"  # the frozen LM's dtype while training (bf16 uses AMX on this CPU)
+    checkpoint_every: int = 25  # steps between resumable checkpoints
+    eval_generate: int = 40  # held-out items scored by generation (WER / caption accuracy)
+    out_dir: Path = Path("runs/adapter")  # checkpoints, loss curve, metrics, final adapter
+
+
+def resolved_spec(options: TrainOptions) -> str:
+    return options.spec or DEFAULT_SPECS[options.modality]
+
+
+# --- data and features -----------------------------------------------------------------------
+
+
+def dataset_dir(settings: Settings, options: TrainOptions, kind: str) -> Path:
+    return settings.cache_dir / "adapter_data" / f"{kind}-n{options.items}-s{options.seed}"
+
+
+def build_dataset(mm: MultimodalModel, options: TrainOptions) -> list[tuple[Path, list[data.Item]]]:
+    """(set folder, items) per data kind; generated once, then reused from the cache."""
+    settings = mm.platform.settings
+    makers: dict[str, Callable[[Path], object]] = (
+        {"speech": lambda d: data.make_speech_items(d, options.items, options.seed)}
+        if options.modality == "audio"
+        else {
+            "shapes": lambda d: data.make_shape_items(d, options.items // 2, options.seed),
+            "photos": lambda d: data.make_photo_items(d, options.items - options.items // 2, options.seed, _top1(mm)),
+        }
+    )
+    sets = []
+    for kind, make in makers.items():
+        folder = dataset_dir(settings, options, kind)
+        if not (folder / "items.jsonl").is_file():
+            folder.mkdir(parents=True, exist_ok=True)
+            data.write_set(folder, make(folder))
+        sets.append((folder, data.read_set(folder)))
+    return sets
+
+
+def _top1(mm: MultimodalModel) -> Callable:
+    return lambda image: mm.platform.vision.classify([image], top_k=1)[0][0][0]
+
+
+def load_media(modality: str, path: Path):
+    if modality == "image":
+        from PIL import Image
+
+        return Image.open(path).convert("RGB")
+    import whisper
+
+    return whisper.load_audio(str(path))
+
+
+def encoder_features(mm: MultimodalModel, modality: str, files: Sequence[Path]) -> list[torch.Tensor]:
+    """Features per file through the on-disk cache: only misses are encoded, in batches."""
+    encoder_id = ":".join(part_identity(mm.platform, MODALITY_ROLE[modality]))
+    cache = FeatureCache(CacheOptions(root=mm.platform.settings.cache_dir / "features"))
+    encode = mm.encoder_features_images if modality == "image" else mm.encoder_features_audio
+
+    def compute(missing: list[int]) -> list[torch.Tensor]:
+        out: list[torch.Tensor] = []
+        for start in tqdm(range(0, len(missing), 16), desc=f"encode {modality}", unit="batch", leave=False):
+            chunk = missing[start : start + 16]
+            out.extend(encode([load_media(modality, files[i]) for i in chunk]))
+        return out
+
+    return cache.get_or_compute(encoder_id, [f.read_bytes() for f in files], compute)
+
+
+@dataclass(frozen=True)
+class Example:
+    features: torch.Tensor  # (T, D_enc) encoder features
+    target: str
+    item: data.Item
+
+
+def examples(mm: MultimodalModel, options: TrainOptions) -> tuple[list[Example], list[Example], str]:
+    """Train and held-out examples and the hash of the data they came from."""
+    train, test, hashes = [], [], []
+    for folder, items in build_dataset(mm, options):
+        feats = encoder_features(mm, options.modality, [folder / item.file for item in items])
+        for item, feat in zip(items, feats, strict=True):
+            (test if item.is_test else train).append(Example(feat.float(), item.target, item))
+        hashes.append(f"{folder.name}:{data.set_hash(folder)}")
+    return train, test, ",".join(hashes)
+
+
+# --- loss and evaluation ----------------------------------------------------------------------
+
+
+def conversation(modality: str, media: MediaFeatures, target: str | None) -> list[dict]:
+    turns = [{"role": "user", "content": [media, PROMPTS[modality]]}]
+    return turns + ([{"role": "assistant", "content": target}] if target is not None else [])
+
+
+def batch_loss(mm: MultimodalModel, projector, modality: str, batch: Sequence[Example]) -> torch.Tensor:
+    lm = mm.lm
+    dtype = lm.model.dtype
+    media = [MediaFeatures(modality, projector(ex.features[None])[0].to(dtype)) for ex in batch]
+    fused = build_batch(lm, [conversation(modality, m, ex.target) for m, ex in zip(media, batch, strict=True)],
+                        mm.placeholder_ids, train=True)  # fmt: skip
+    logits = lm.model(inputs_embeds=fused.inputs_embeds, attention_mask=fused.attention_mask).logits.float()
+    return torch.nn.functional.cross_entropy(
+        logits[:, :-1].reshape(-1, logits.shape[-1]), fused.labels[:, 1:].reshape(-1), ignore_index=-100
+    )
+
+
+def held_out_loss(mm: MultimodalModel, projector, modality: str, test: Sequence[Example], batch_size: int) -> float:
+    with torch.no_grad():
+        losses = [
+            batch_loss(mm, projector, modality, test[i : i + batch_size]).item()
+            for i in range(0, len(test), batch_size)
+        ]
+    return sum(losses) / len(losses)
+
+
+def generate_targets(mm: MultimodalModel, projector, modality: str, test: Sequence[Example]) -> list[str]:
+    lm, outputs = mm.lm, []
+    options = GenerationOptions(max_new_tokens=32, repetition_penalty=1.1)
+    with torch.no_grad():
+        for i in range(0, len(test), 8):
+            chunk = test[i : i + 8]
+            media = [MediaFeatures(modality, projector(ex.features[None])[0].to(lm.model.dtype)) for ex in chunk]
+            fused = build_batch(lm, [conversation(modality, m, None) for m in media], mm.placeholder_ids)
+            rows = generate_batch(lm.model, fused.inputs_embeds, fused.attention_mask, lm.stop_token_ids, options)
+            outputs.extend(lm.tokenizer.decode(r, skip_special_tokens=True).strip() for r in rows)
+    return outputs
+
+
+def speech_metrics(mm: MultimodalModel, projector, test: Sequence[Example], folder_of: Callable) -> dict:
+    """WER of the LM given only speech features, against the ASR-text path (Whisper's transcript)."""
+    from polyglm.platform.verify import word_error_rate
+
+    hypotheses = generate_targets(mm, projector, "audio", test)
+    asr = [mm.platform.speech.transcribe(str(folder_of(ex.item)), language="en")["text"] for ex in test]
+    wer = sum(word_error_rate(ex.target, h) for ex, h in zip(test, hypotheses, strict=True)) / len(test)
+    asr_wer = sum(word_error_rate(ex.target, h) for ex, h in zip(test, asr, strict=True)) / len(test)
+    samples = [{"reference": ex.target, "adapter": h} for ex, h in zip(test[:5], hypotheses[:5], strict=True)]
+    return {"held_out_wer_adapter": round(wer, 4), "held_out_wer_asr_text_path": round(asr_wer, 4), "samples": samples}
+
+
+def image_metrics(mm: MultimodalModel, projector, test: Sequence[Example], folder_of: Callable) -> dict:
+    """Exact-caption accuracy per kind, against chance and the OCR-text path."""
+    from PIL import Image
+
+    captions = generate_targets(mm, projector, "image", test)
+    ocr = [" ".join(t for t, _ in mm.platform.ocr.read(Image.open(folder_of(ex.item)))) for ex in test]
+    metrics: dict = {}
+    for kind, chance in (("shape", 1 / (len(data.COLOURS) * len(data.SHAPES) * len(data.COUNTS))), ("photo", None)):
+        rows = [(ex, c, o) for ex, c, o in zip(test, captions, ocr, strict=True) if ex.item.file.startswith(kind)]
+        if not rows:
+            continue
+        metrics[f"{kind}_caption_accuracy"] = round(sum(_same(ex.target, c) for ex, c, _ in rows) / len(rows), 4)
+        metrics[f"{kind}_ocr_path_accuracy"] = round(sum(_same(ex.target, o) for ex, _, o in rows) / len(rows), 4)
+        if chance is None:  # chance for photos: always answering the most common label
+            labels = [ex.target for ex, _, _ in rows]
+            chance = max(labels.count(t) for t in set(labels)) / len(labels)
+        metrics[f"{kind}_chance_accuracy"] = round(chance, 4)
+        metrics[f"{kind}_held_out_items"] = len(rows)
+    metrics["samples"] = [{"reference": ex.target, "adapter": c} for ex, c in zip(test[:6], captions[:6], strict=True)]
+    return metrics
+
+
+def _same(reference: str, hypothesis: str) -> bool:
+    def norm(text: str) -> str:
+        return " ".join(text.lower().replace(".", " ").split())
+
+    return norm(reference) == norm(hypothesis)
+
+
+# --- training loop ----------------------------------------------------------------------------
+
+
+@dataclass
+class RunState:
+    step: int = 0
+    losses: list = None  # (step, train loss)
+
+    def __post_init__(self) -> None:
+        self.losses = self.losses or []
+
+
+def save_checkpoint(path: Path, projector, optimizer, state: RunState) -> None:
+    tmp = path.with_suffix(".tmp")
+    torch.save({"projector": projector.state_dict(), "optimizer": optimizer.state_dict(), "step": state.step,
+                "losses": state.losses, "rng": torch.get_rng_state()}, tmp)  # fmt: skip
+    tmp.replace(path)
+
+
+def resume(path: Path, projector, optimizer) -> RunState:
+    if not path.is_file():
+        return RunState()
+    checkpoint = torch.load(path, weights_only=False)
+    projector.load_state_dict(checkpoint["projector"])
+    optimizer.load_state_dict(checkpoint["optimizer"])
+    torch.set_rng_state(checkpoint["rng"])
+    return RunState(step=checkpoint["step"], losses=checkpoint["losses"])
+
+
+def schedule(train: Sequence[Example], options: TrainOptions) -> list[list[int]]:
+    """All batches of all epochs, fixed by the seed, so a resumed run continues the same order."""
+    rng, batches = random.Random(options.seed), []
+    for _ in range(options.epochs):
+        order = list(range(len(train)))
+        rng.shuffle(order)
+        batches += [order[i : i + options.batch_size] for i in range(0, len(order), options.batch_size)]
+    return batches
+
+
+def plot_losses(losses: list, before: float, after: float, path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    steps, values = zip(*losses, strict=True) if losses else ((), ())
+    ax.plot(steps, values, label="train loss (per batch)", alpha=0.6)
+    ax.axhline(before, color="grey", linestyle="--", label=f"held-out before {before:.2f}")
+    ax.axhline(after, color="green", linestyle="--", label=f"held-out after {after:.2f}")
+    ax.set(xlabel="step", ylabel="cross-entropy (nats/token)", title=title)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def prepare_model(options: TrainOptions, platform: Platform | None = None) -> MultimodalModel:
+    platform = platform or load_platform(options.profile)
+    mm = MultimodalModel(platform)
+    mm.lm.model.to(getattr(torch, options.lm_dtype)).requires_grad_(False)
+    return mm
+
+
+def train_adapter(options: TrainOptions, platform: Platform | None = None) -> dict:
+    """Stage-1 training of one modality's projector; returns the metrics written to the manifest."""
+    options = replace(options, spec=resolved_spec(options))
+    options.out_dir.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(options.seed)
+    mm = prepare_model(options, platform)
+    train, test, data_hash = examples(mm, options)
+    d_in, d_out = train[0].features.shape[-1], mm.lm.model.config.hidden_size
+    projector = build_projector(options.spec, d_in, d_out)
+    before = held_out_loss(mm, projector, options.modality, test, options.batch_size)
+    optimizer = torch.optim.AdamW(projector.parameters(), lr=options.lr, weight_decay=0.01)
+    checkpoint = options.out_dir / "checkpoint.pt"
+    state = resume(checkpoint, projector, optimizer)
+    batches = schedule(train, options)
+    started = time.perf_counter()
+    projector.train()
+    for step in tqdm(
+        range(state.step, len(batches)), initial=state.step, total=len(batches), desc="train", unit="step"
+    ):
+        loss = batch_loss(mm, projector, options.modality, [train[i] for i in batches[step]])
+        optimizer.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(projector.parameters(), 1.0)
+        optimizer.step()
+        state.step, state.losses = step + 1, [*state.losses, (step + 1, round(loss.item(), 4))]
+        if state.step % options.checkpoint_every == 0:
+            save_checkpoint(checkpoint, projector, optimizer, state)
+    seconds = time.perf_counter() - started
+    projector.eval()
+    after = held_out_loss(mm, projector, options.modality, test, options.batch_size)
+    folders = {folder.name.split("-")[0]: folder for folder, _ in build_dataset(mm, options)}
+    folder_of = lambda item: folders[_kind(item)] / item.file  # noqa: E731
+    scored = test[: options.eval_generate] if options.modality == "audio" else _balanced(test, options.eval_generate)
+    extra = (speech_metrics if options.modality == "audio" else image_metrics)(mm, projector, scored, folder_of)
+    metrics = {"held_out_loss_before": round(before, 4), "held_out_loss_after": round(after, 4),
+               "loss_ratio_after_before": round(after / before, 4), "train_items": len(train),
+               "held_out_items": len(test), "steps": state.step, "train_seconds_this_run": round(seconds, 1),
+               **extra}  # fmt: skip
+    plot_losses(state.losses, before, after, options.out_dir / "loss.png", f"{options.modality} adapter, stage 1")
+    encoder_id, encoder_hash = part_identity(mm.platform, MODALITY_ROLE[options.modality])
+    lm_id, lm_hash = part_identity(mm.platform, "language_model")
+    manifest = AdapterManifest(
+        modality=options.modality, spec=options.spec, encoder_id=encoder_id, encoder_hash=encoder_hash,
+        lm_id=lm_id, lm_hash=lm_hash, d_in=d_in, d_out=d_out, seed=options.seed, metrics=metrics,
+        data={"sets": data_hash, "items": options.items, "split": "index % 10 == 0 held out"},
+        command=shlex.join(["polyglm", *sys.argv[1:]]) if sys.argv[0].endswith("polyglm") else "",
+    )  # fmt: skip
+    save_adapter(projector, manifest, options.out_dir)
+    (options.out_dir / "train_options.json").write_text(json.dumps(asdict(options), default=str, indent=2))
+    return metrics
+
+
+def _kind(item: data.Item) -> str:
+    return {"clip": "speech", "shape": "shapes", "photo": "photos"}[item.file.split("-")[0]]
+
+
+def _balanced(test: Sequence[Example], total: int) -> list[Example]:
+    shapes = [ex for ex in test if ex.item.file.startswith("shape")]
+    photos = [ex for ex in test if ex.item.file.startswith("photo")]
+    return shapes[: total // 2] + photos[: total - total // 2]
