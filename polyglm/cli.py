@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -135,7 +135,8 @@ def cmd_app(args: argparse.Namespace) -> int:
         "--server.fileWatcherType", "none", "--browser.gatherUsageStats", "false",
         "--", "--profile", args.profile,
     ]  # fmt: skip
-    return subprocess.call(command)
+    # exec, not a child process: a signal to `polyglm app` (Ctrl-C, a test's terminate) must reach streamlit.
+    os.execv(sys.executable, command)
 
 
 def build_parser() -> argparse.ArgumentParser:
