@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from polyglm.platform.config import DEFAULT_PROFILE, available_profiles
-from polyglm.platform.errors import PolyglmError
+from polyglm.platform.errors import InputError, PolyglmError
 
 STREAMLIT_APP = Path(__file__).resolve().parents[1] / "streamlit_app.py"
 
@@ -114,8 +114,19 @@ def _chat_repl(platform, options) -> int:
 
 
 def cmd_train_adapter(args: argparse.Namespace) -> int:
-    from polyglm.pipelines.train_adapter import TrainOptions, train_adapter
+    from polyglm.pipelines.train_adapter import Stage2Options, TrainOptions, train_adapter, train_stage2
 
+    if args.stage == 2:
+        stage2 = Stage2Options(
+            profile=args.profile, adapters=tuple(Path(a) for a in args.adapters), items=args.items,
+            epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed, lm_dtype=args.lm_dtype,
+            out_dir=Path(args.out or f"runs/{args.profile}-stage2"),
+        )  # fmt: skip
+        print(json.dumps(train_stage2(stage2), indent=2))
+        print(f"projectors, LoRA weights, loss curve and metrics in {stage2.out_dir}")
+        return 0
+    if not args.modality:
+        raise InputError("stage 1 trains one modality: add --modality audio or --modality image")
     options = TrainOptions(
         profile=args.profile, modality=args.modality, spec=args.spec, items=args.items, epochs=args.epochs,
         batch_size=args.batch_size, lr=args.lr, seed=args.seed, lm_dtype=args.lm_dtype,
@@ -165,7 +176,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = commands.add_parser("train-adapter", help="stage-1 alignment of an encoder with the frozen LM")
     _profile_arg(train)
-    train.add_argument("--modality", choices=["audio", "image"], required=True)
+    train.add_argument(
+        "--stage",
+        type=int,
+        choices=[1, 2],
+        default=1,
+        help="1: projector only, per modality; 2: projectors + LoRA on mixed instructions",
+    )
+    train.add_argument("--modality", choices=["audio", "image"], help="stage 1: which encoder to align")
+    train.add_argument("--adapters", nargs="*", default=[], help="stage 2: stage-1 adapter folders to start from")
     train.add_argument("--spec", default="", help="projector spec (default: audio pool4_mlp2x_gelu, image mlp2x_gelu)")
     train.add_argument("--items", type=int, default=400, help="examples to generate; index %% 10 == 0 held out")
     train.add_argument("--epochs", type=int, default=3)

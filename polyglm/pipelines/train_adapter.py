@@ -86,13 +86,9 @@ def _top1(mm: MultimodalModel) -> Callable:
 
 
 def load_media(modality: str, path: Path):
-    if modality == "image":
-        from PIL import Image
+    from polyglm.platform import media
 
-        return Image.open(path).convert("RGB")
-    import whisper
-
-    return whisper.load_audio(str(path))
+    return (media.load_image if modality == "image" else media.load_audio)(path)
 
 
 def encoder_features(mm: MultimodalModel, modality: str, files: Sequence[Path]) -> list[torch.Tensor]:
@@ -336,3 +332,149 @@ def _balanced(test: Sequence[Example], total: int) -> list[Example]:
     shapes = [ex for ex in test if ex.item.file.startswith("shape")]
     photos = [ex for ex in test if ex.item.file.startswith("photo")]
     return shapes[: total // 2] + photos[: total - total // 2]
+
+
+# --- stage 2: projector + LoRA on mixed instruction data -------------------------------------
+
+# Text-only turns keep the LM's plain chat ability while LoRA adapts it to multimodal questions.
+TEXT_ONLY = [
+    ("What is the capital of France?", "The capital of France is Paris."),
+    ("What is 7 times 8?", "7 times 8 is 56."),
+    ("Name a primary colour.", "Red is a primary colour."),
+    ("How many days are in a week?", "There are seven days in a week."),
+    ("What do bees make?", "Bees make honey."),
+    ("Translate 'thank you' into French.", "'Thank you' in French is 'merci'."),
+    ("What is the opposite of hot?", "The opposite of hot is cold."),
+    ("Which planet do we live on?", "We live on Earth."),
+    ("What is 15 plus 27?", "15 plus 27 is 42."),
+    ("What gas do plants take in?", "Plants take in carbon dioxide."),
+    ("Give a synonym for happy.", "A synonym for happy is joyful."),
+    ("How many legs does a spider have?", "A spider has eight legs."),
+]
+
+
+@dataclass(frozen=True)
+class Stage2Options:
+    profile: str = "offline"
+    adapters: tuple[Path, ...] = ()  # stage-1 adapter folders (image and/or audio) to start from
+    items: int = 400  # must match the stage-1 data sets (they are reused from the cache)
+    epochs: int = 1
+    batch_size: int = 8
+    lr: float = 2e-4
+    lora_rank: int = 8
+    seed: int = 0
+    lm_dtype: str = "bfloat16"
+    out_dir: Path = Path("runs/stage2")
+
+
+@dataclass(frozen=True)
+class Sample:
+    modality: str | None  # None for text-only
+    features: torch.Tensor | None
+    question: str
+    answer: str
+    is_test: bool
+
+
+def instructions(example: Example, modality: str) -> list[tuple[str, str]]:
+    """Questions a user would ask about one generated item, with answers derived from its metadata."""
+    meta = example.item.meta
+    if modality == "audio":
+        return [("What did the speaker say?", example.target),
+                ("Repeat the spoken sentence.", example.target)]  # fmt: skip
+    if "shape" in meta:
+        plural = "" if meta["count"] == 1 else "s"
+        return [("What colour are the shapes?", f"They are {meta['colour']}."),
+                ("How many shapes are in the picture?", f"There {'is' if meta['count'] == 1 else 'are'} "
+                 f"{data.COUNTS[meta['count']].lower()} shape{plural}."),
+                ("Describe the image in a few words.", example.target)]  # fmt: skip
+    return [("What is in this photo?", example.target)]
+
+
+def stage2_samples(mm: MultimodalModel, options: Stage2Options, modalities: Sequence[str]) -> list[Sample]:
+    samples = []
+    for modality in modalities:
+        stage1 = TrainOptions(profile=options.profile, modality=modality, items=options.items, seed=options.seed)
+        train, test, _ = examples(mm, stage1)
+        for example in train + test:
+            samples += [Sample(modality, example.features, q, a, example.item.is_test)
+                        for q, a in instructions(example, modality)]  # fmt: skip
+    samples += [Sample(None, None, q, a, i % 10 == 0) for i, (q, a) in enumerate(TEXT_ONLY * 4)]
+    return samples
+
+
+def mixed_loss(mm: MultimodalModel, projectors: dict, batch: Sequence[Sample]) -> torch.Tensor:
+    lm, conversations = mm.lm, []
+    for sample in batch:
+        content: object = sample.question
+        if sample.modality is not None:
+            projected = projectors[sample.modality](sample.features[None])[0].to(lm.model.dtype)
+            content = [MediaFeatures(sample.modality, projected), sample.question]
+        conversations.append([{"role": "user", "content": content}, {"role": "assistant", "content": sample.answer}])
+    fused = build_batch(lm, conversations, mm.placeholder_ids, train=True)
+    logits = lm.model(inputs_embeds=fused.inputs_embeds, attention_mask=fused.attention_mask).logits.float()
+    return torch.nn.functional.cross_entropy(
+        logits[:, :-1].reshape(-1, logits.shape[-1]), fused.labels[:, 1:].reshape(-1), ignore_index=-100
+    )
+
+
+def mean_loss(mm: MultimodalModel, projectors: dict, samples: Sequence[Sample], batch_size: int) -> float:
+    if not samples:
+        return float("nan")
+    with torch.no_grad():
+        losses = [mixed_loss(mm, projectors, samples[i : i + batch_size]).item()
+                  for i in range(0, len(samples), batch_size)]  # fmt: skip
+    return sum(losses) / len(losses)
+
+
+def train_stage2(options: Stage2Options, platform: Platform | None = None) -> dict:
+    """Projector(s) + LoRA on mixed instruction data; saves each projector and the LoRA weights."""
+    from peft import LoraConfig, get_peft_model
+
+    from polyglm.platform.adapters import load_adapter
+
+    torch.manual_seed(options.seed)
+    options.out_dir.mkdir(parents=True, exist_ok=True)
+    mm = prepare_model(TrainOptions(profile=options.profile, lm_dtype=options.lm_dtype), platform)
+    lm_identity = part_identity(mm.platform, "language_model")
+    projectors, manifests = {}, {}
+    for folder in options.adapters:
+        modality = json.loads((Path(folder) / "manifest.json").read_text())["modality"]
+        identity = part_identity(mm.platform, MODALITY_ROLE[modality])
+        projectors[modality], manifests[modality] = load_adapter(Path(folder), *identity, *lm_identity)
+        projectors[modality].train()
+    samples = stage2_samples(mm, options, list(projectors))
+    train = [s for s in samples if not s.is_test]
+    test = {kind: [s for s in samples if s.is_test and (s.modality or "text") == kind]
+            for kind in [*projectors, "text"]}  # fmt: skip
+    before = {kind: mean_loss(mm, projectors, rows, options.batch_size) for kind, rows in test.items()}
+    lora = LoraConfig(r=options.lora_rank, lora_alpha=2 * options.lora_rank, lora_dropout=0.05,
+                      target_modules=list(mm.lm.lora_targets))  # fmt: skip
+    mm.lm.model = get_peft_model(mm.lm.model, lora)
+    parameters = [p for p in mm.lm.model.parameters() if p.requires_grad]
+    parameters += [p for projector in projectors.values() for p in projector.parameters()]
+    optimizer = torch.optim.AdamW(parameters, lr=options.lr)
+    rng, losses = random.Random(options.seed), []
+    order = [i for _ in range(options.epochs) for i in rng.sample(range(len(train)), len(train))]
+    batches = [order[i : i + options.batch_size] for i in range(0, len(order), options.batch_size)]
+    for step, batch in enumerate(tqdm(batches, desc="stage 2", unit="step"), start=1):
+        loss = mixed_loss(mm, projectors, [train[i] for i in batch])
+        optimizer.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(parameters, 1.0)
+        optimizer.step()
+        losses.append((step, round(loss.item(), 4)))
+    after = {kind: mean_loss(mm, projectors, rows, options.batch_size) for kind, rows in test.items()}
+    metrics = {f"held_out_loss_{kind}_{when}": round(value, 4)
+               for when, table in (("before", before), ("after", after)) for kind, value in table.items()}  # fmt: skip
+    metrics.update(steps=len(batches), train_samples=len(train))
+    mm.lm.model.save_pretrained(options.out_dir / "lora")
+    for modality, projector in projectors.items():
+        manifest = replace(manifests[modality], metrics={**manifests[modality].metrics, "stage2": metrics},
+                           data={**manifests[modality].data, "stage2": "instruction mix + text-only"})  # fmt: skip
+        save_adapter(projector.eval(), manifest, options.out_dir / modality)
+    mean_before = sum(before.values()) / len(before)
+    mean_after = sum(after.values()) / len(after)
+    plot_losses(losses, mean_before, mean_after, options.out_dir / "loss.png", "stage 2: projectors + LoRA")
+    (options.out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    return metrics

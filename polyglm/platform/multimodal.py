@@ -19,6 +19,17 @@ from polyglm.platform.loader import Platform
 from polyglm.platform.locate import resolve_part
 
 MODALITY_ROLE = {"image": "vision", "audio": "speech"}
+
+
+@dataclass(frozen=True)
+class EncodedFile:
+    """One input of a batch: its features, or why it could not be used (the others still succeed)."""
+
+    name: str  # file name as the user gave it
+    features: MediaFeatures | None  # in the LM space; None when the file failed
+    error: str | None  # the InputError message naming the file and the problem
+
+
 WEIGHT_SUFFIXES = (".safetensors", ".pt", ".bin", ".pth")
 _HASHES: dict[str, str] = {}  # per process: hashing a 0.5 GB LM takes about a second
 
@@ -80,6 +91,27 @@ class MultimodalModel:
                 MediaFeatures(modality, projector(f[None].to(self.platform.device))[0], name)
                 for f, name in zip(features, names, strict=True)
             ]
+
+    def encode_files(
+        self, modality: str, sources: Sequence[Path | bytes], names: Sequence[str] = (), limits: Any = None
+    ) -> list[EncodedFile]:
+        """Decode, encode in one batch and project; bad files get an error entry instead of failing the batch."""
+        from polyglm.platform import media
+        from polyglm.platform.errors import InputError
+
+        load = media.load_image if modality == "image" else media.load_audio
+        names = list(names) or [s.name if isinstance(s, Path) else f"upload {i + 1}" for i, s in enumerate(sources)]
+        decoded, errors = {}, {}
+        for index, (source, name) in enumerate(zip(sources, names, strict=True)):
+            try:
+                decoded[index] = load(source, name=name, limits=limits or media.DEFAULT_LIMITS)
+            except InputError as exc:
+                errors[index] = str(exc)
+        encode = self.encoder_features_images if modality == "image" else self.encoder_features_audio
+        good = sorted(decoded)
+        projected = self.project(modality, encode([decoded[i] for i in good]), [names[i] for i in good]) if good else []
+        features = dict(zip(good, projected, strict=True))
+        return [EncodedFile(names[i], features.get(i), errors.get(i)) for i in range(len(names))]
 
     def slots(self, modality: str, frames: int) -> int:
         return output_length(self._projector(modality), frames)

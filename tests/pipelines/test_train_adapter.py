@@ -26,7 +26,9 @@ def test_training_writes_a_loadable_adapter_with_manifest_and_curve(tiny_platfor
     assert manifest["metrics"]["held_out_items"] == 2 and manifest["metrics"]["train_items"] == 18
     assert manifest["data"]["split"] == "index % 10 == 0 held out"
     role = {"audio": "speech", "image": "vision"}[modality]
-    projector, _ = load_adapter(out, *part_identity(tiny_platform, role), *part_identity(tiny_platform, "language_model"))
+    projector, _ = load_adapter(
+        out, *part_identity(tiny_platform, role), *part_identity(tiny_platform, "language_model")
+    )
     assert metrics["steps"] == 5 and projector is not None
 
 
@@ -58,3 +60,19 @@ def test_reduced_real_image_adapter_retrain_halves_held_out_loss(offline_platfor
                            eval_generate=8, out_dir=tmp_path / "image")  # fmt: skip
     metrics = train_adapter(options)  # its own platform: training casts the LM to bf16
     assert metrics["held_out_loss_after"] <= 0.5 * metrics["held_out_loss_before"], metrics
+
+
+def test_stage2_trains_projectors_and_lora_on_mixed_data(tiny_platform, tmp_path):
+    from polyglm.pipelines.train_adapter import Stage2Options, train_stage2
+
+    for modality in ("audio", "image"):
+        train_adapter(_options(tmp_path, modality), platform=tiny_platform)
+    metrics = train_stage2(
+        Stage2Options(profile="tiny", adapters=(tmp_path / "audio", tmp_path / "image"), items=20, batch_size=4,
+                      lm_dtype="float32", out_dir=tmp_path / "stage2"),
+        platform=tiny_platform,
+    )  # fmt: skip
+    assert {"held_out_loss_text_before", "held_out_loss_audio_after", "held_out_loss_image_after"} <= set(metrics)
+    assert (tmp_path / "stage2" / "lora" / "adapter_model.safetensors").is_file()
+    manifest = json.loads((tmp_path / "stage2" / "image" / "manifest.json").read_text())
+    assert manifest["metrics"]["stage2"]["train_samples"] == metrics["train_samples"]

@@ -67,7 +67,7 @@ def test_loading_against_another_encoder_or_lm_is_refused(tmp_path, args, proble
 
 
 def test_missing_or_broken_manifest_is_explained(tmp_path):
-    with pytest.raises(AdapterError, match="has no manifest.json"):
+    with pytest.raises(AdapterError, match=r"has no manifest\.json"):
         load_adapter(tmp_path, "a", "b", "c", "d")
     (tmp_path / "manifest.json").write_text("{not json")
     with pytest.raises(AdapterError, match="not a valid adapter manifest"):

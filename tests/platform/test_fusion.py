@@ -47,7 +47,7 @@ def test_glm_markers_wrap_each_media_run(mm):
 def test_wrong_placeholder_count_raises(mm):
     embedding = mm.lm.model.get_input_embeddings()
     ids = torch.tensor([[5, mm.placeholder_ids["image"], mm.placeholder_ids["image"], 6]])
-    with pytest.raises(FusionError, match="2 media placeholder tokens but the media .* give 3 feature rows"):
+    with pytest.raises(FusionError, match=r"2 media placeholder tokens but the media .* give 3 feature rows"):
         fuse(embedding, ids, [_media("image", 3)], mm.placeholder_ids)
 
 
@@ -71,7 +71,10 @@ def test_mixed_batch_pads_left_for_generation_and_right_for_training(mm):
     assert gen.attention_mask[0, 0] == 0 and gen.attention_mask[0, -1] == 1  # left padded
     train = build_batch(
         mm.lm,
-        [text_only + [{"role": "assistant", "content": "hello"}], with_media + [{"role": "assistant", "content": "ok"}]],
+        [
+            [*text_only, {"role": "assistant", "content": "hello"}],
+            [*with_media, {"role": "assistant", "content": "ok"}],
+        ],
         mm.placeholder_ids,
         train=True,
     )
@@ -105,3 +108,29 @@ def test_generation_from_real_encoders_and_projectors(mm):
     messages = [{"role": "user", "content": [image, "and", audio, "?"]}]
     ids = list(mm.stream(messages, GenerationOptions(max_new_tokens=6, repetition_penalty=1.0)))
     assert len(ids) == 6
+
+
+def test_a_bad_file_in_a_batch_is_reported_and_the_others_succeed(mm, tmp_path):
+    import subprocess
+
+    from PIL import Image
+
+    good_png = tmp_path / "good.png"
+    Image.new("RGB", (64, 64), "green").save(good_png)
+    liar = tmp_path / "liar.png"
+    Image.new("RGB", (64, 64), "red").save(liar, format="JPEG")
+    results = mm.encode_files(
+        "image", [good_png, liar, b"", good_png.read_bytes()], names=["good.png", "liar.png", "empty.png", "upload.png"]
+    )
+    assert [r.error is None for r in results] == [True, False, False, True]
+    assert "liar.png holds JPEG data" in results[1].error and "empty" in results[2].error
+    assert results[0].features.slots == 17
+
+    clip = tmp_path / "hello.wav"
+    subprocess.run(["espeak-ng", "-w", str(clip), "hello there"], check=True)
+    silent = tmp_path / "silent.wav"
+    subprocess.run(
+        ["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "anullsrc=r=16000:cl=mono", "-t", "1", str(silent)], check=True
+    )
+    audio = mm.encode_files("audio", [clip, silent])
+    assert audio[0].features is not None and "only silence" in audio[1].error
