@@ -305,7 +305,8 @@ def train_adapter(options: TrainOptions, platform: Platform | None = None) -> di
     folders = {folder.name.split("-")[0]: folder for folder, _ in build_dataset(mm, options)}
     folder_of = lambda item: folders[_kind(item)] / item.file  # noqa: E731
     scored = test[: options.eval_generate] if options.modality == "audio" else _balanced(test, options.eval_generate)
-    extra = (speech_metrics if options.modality == "audio" else image_metrics)(mm, projector, scored, folder_of)
+    scorer = speech_metrics if options.modality == "audio" else image_metrics
+    extra = scorer(mm, projector, scored, folder_of) if scored else {}
     metrics = {"held_out_loss_before": round(before, 4), "held_out_loss_after": round(after, 4),
                "loss_ratio_after_before": round(after / before, 4), "train_items": len(train),
                "held_out_items": len(test), "steps": state.step, "train_seconds_this_run": round(seconds, 1),
