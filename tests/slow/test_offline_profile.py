@@ -60,3 +60,16 @@ def test_rerunning_prepare_skips_everything(offline_platform):
 
     reports = prepare_profile(offline_platform.profile)
     assert {r.action for r in reports} == {"skipped"}
+
+
+def test_app_chat_answers_with_the_offline_lm():
+    from pathlib import Path
+
+    from streamlit.testing.v1 import AppTest
+
+    app = AppTest.from_file(str(Path(__file__).resolve().parents[2] / "streamlit_app.py"), default_timeout=300)
+    app.session_state["polyglm_profile"] = "offline"
+    app.run()
+    app.chat_input[0].set_value("What is the capital of France?").run()
+    assert not app.exception
+    assert "Paris" in app.chat_message[1].markdown[0].value
