@@ -135,11 +135,15 @@ def conversation(modality: str, media: MediaFeatures, target: str | None) -> lis
 
 def batch_loss(mm: MultimodalModel, projector, modality: str, batch: Sequence[Example]) -> torch.Tensor:
     lm = mm.lm
-    dtype = lm.model.dtype
-    media = [MediaFeatures(modality, projector(ex.features[None])[0].to(dtype)) for ex in batch]
-    fused = build_batch(lm, [conversation(modality, m, ex.target) for m, ex in zip(media, batch, strict=True)],
-                        mm.placeholder_ids, train=True)  # fmt: skip
-    logits = lm.model(inputs_embeds=fused.inputs_embeds, attention_mask=fused.attention_mask).logits.float()
+    media = [MediaFeatures(modality, projector(ex.features[None])[0].to(lm.model.dtype)) for ex in batch]
+    conversations = [conversation(modality, m, ex.target) for m, ex in zip(media, batch, strict=True)]
+    return answer_loss(mm, conversations)
+
+
+def answer_loss(mm: MultimodalModel, conversations: Sequence[Sequence[dict]]) -> torch.Tensor:
+    """Mean cross-entropy of the last assistant turn of each conversation (prompt tokens are not scored)."""
+    fused = build_batch(mm.lm, conversations, mm.placeholder_ids, train=True)
+    logits = mm.lm.model(inputs_embeds=fused.inputs_embeds, attention_mask=fused.attention_mask).logits.float()
     return torch.nn.functional.cross_entropy(
         logits[:, :-1].reshape(-1, logits.shape[-1]), fused.labels[:, 1:].reshape(-1), ignore_index=-100
     )
@@ -405,18 +409,14 @@ def stage2_samples(mm: MultimodalModel, options: Stage2Options, modalities: Sequ
 
 
 def mixed_loss(mm: MultimodalModel, projectors: dict, batch: Sequence[Sample]) -> torch.Tensor:
-    lm, conversations = mm.lm, []
+    conversations = []
     for sample in batch:
         content: object = sample.question
         if sample.modality is not None:
-            projected = projectors[sample.modality](sample.features[None])[0].to(lm.model.dtype)
+            projected = projectors[sample.modality](sample.features[None])[0].to(mm.lm.model.dtype)
             content = [MediaFeatures(sample.modality, projected), sample.question]
         conversations.append([{"role": "user", "content": content}, {"role": "assistant", "content": sample.answer}])
-    fused = build_batch(lm, conversations, mm.placeholder_ids, train=True)
-    logits = lm.model(inputs_embeds=fused.inputs_embeds, attention_mask=fused.attention_mask).logits.float()
-    return torch.nn.functional.cross_entropy(
-        logits[:, :-1].reshape(-1, logits.shape[-1]), fused.labels[:, 1:].reshape(-1), ignore_index=-100
-    )
+    return answer_loss(mm, conversations)
 
 
 def mean_loss(mm: MultimodalModel, projectors: dict, samples: Sequence[Sample], batch_size: int) -> float:
