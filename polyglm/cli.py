@@ -73,6 +73,13 @@ def cmd_models_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_scenarios_list(args: argparse.Namespace) -> int:
+    from polyglm.scenarios.loader import scenarios_table
+
+    print(scenarios_table(as_json=args.json))
+    return 0
+
+
 def cmd_chat(args: argparse.Namespace) -> int:
     from polyglm.pipelines.chat import reply, stream_reply
     from polyglm.platform.engine import GenerationOptions
@@ -165,6 +172,12 @@ def build_parser() -> argparse.ArgumentParser:
     listing = models_cmds.add_parser("list", help="profiles, parts present, sizes, licences, adapters")
     listing.add_argument("--json", action="store_true")
     listing.set_defaults(handler=cmd_models_list)
+
+    scenarios = commands.add_parser("scenarios", help="scenario packs")
+    scenario_cmds = scenarios.add_subparsers(dest="scenarios_command", required=True)
+    scenario_list = scenario_cmds.add_parser("list", help="packs with languages, tools, kb, data and eval sizes")
+    scenario_list.add_argument("--json", action="store_true")
+    scenario_list.set_defaults(handler=cmd_scenarios_list)
 
     chat = commands.add_parser("chat", help="chat with the profile's language model")
     _profile_arg(chat)

@@ -49,6 +49,18 @@ def test_empty_chat_message_is_refused():
     assert out.returncode == 2 and "empty" in out.stderr
 
 
-@pytest.mark.parametrize("args", [["--help"], ["models", "--help"], ["chat", "--help"], ["app", "--help"]])
+@pytest.mark.parametrize(
+    "args", [["--help"], ["models", "--help"], ["chat", "--help"], ["app", "--help"], ["train-adapter", "--help"]]
+)
 def test_help_works(args):
     assert polyglm(*args).returncode == 0
+
+
+def test_scenarios_list_json_comes_from_the_pack_folders():
+    from polyglm.scenarios.loader import list_packs
+
+    out = polyglm("scenarios", "list", "--json")
+    assert out.returncode == 0, out.stderr
+    rows = json.loads(out.stdout)
+    assert [r["name"] for r in rows] == list_packs()
+    assert all(r["train_items"] >= 200 and r["eval_items"] >= 50 for r in rows)
