@@ -1,0 +1,374 @@
+"""Build the medical pack's fine-tune and eval data: train.jsonl and eval.jsonl.
+
+    .venv/bin/python polyglm/scenarios/packs/medical/data/make_data.py
+
+Deterministic (SEED below): the same files on every run. The words live in YAML beside this script
+(kb_dialogues.yaml: leaflet questions; tool_dialogues.yaml: symptom reports, medicine combinations,
+refusals and jailbreak attempts; eval_items.yaml: the eval set). System prompts come from the loader,
+quoted passages from the real chunker, and every tool call runs through the real tool, so each
+observation, each triage level and each interaction the assistant reports is what the tool returns.
+The triage level of every case is checked against the level written in the YAML: a rule change that
+would, say, stop escalating chest pain with sweating fails this script instead of quietly
+producing training data that under-escalates.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import sys
+import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+SEED = 20261128
+TODAY = date(2026, 11, 28)
+HERE = Path(__file__).resolve().parent
+PACK = "medical"
+MIN_TRAIN, MIN_EVAL = 200, 50
+MIN_ESCALATE, MIN_ADVERSARIAL = 10, 8
+
+
+@dataclass
+class Context:
+    """Everything the conversation builders share."""
+
+    rng: random.Random
+    tools: dict[str, Callable]
+    prompts: dict[str, str]  # language -> rendered system prompt
+    passages: dict[str, list]  # kb doc id -> passages
+    kb: list[dict]  # kb_dialogues.yaml
+    bank: dict[str, Any]  # tool_dialogues.yaml
+    rules: dict[str, Any]  # triage_rules.json: rule id -> reason and advice per language
+
+    def call(self, name: str, arguments: dict, expect_error: bool = False):
+        """Run a tool exactly as the chat pipeline does; stop if it fails (or succeeds) unexpectedly."""
+        from polyglm.scenarios.tooling import call_tool
+
+        call = call_tool(self.tools[name], arguments)
+        if call.ok == expect_error:
+            raise SystemExit(f"{name}({arguments}) gave {call.error or call.result}")
+        return call
+
+    def pick(self, options: list[str]) -> str:
+        return self.rng.choice(options)
+
+    def system(self, lang: str, refs: list | None = None) -> dict:
+        from polyglm.scenarios.retrieval import quote_passages
+
+        content = self.prompts[lang] + (f"\n\n{quote_passages(refs, lang)}" if refs else "")
+        return {"role": "system", "content": content}
+
+    def references(self, doc: str, lang: str, anchor: str | None = None) -> list:
+        """The passage of `doc` holding `anchor` (or its first) plus one passage of another leaflet, shuffled."""
+        from polyglm.scenarios.retrieval import Hit
+
+        passages = self.passages[f"{doc}-{lang}"]
+        chosen = next((p for p in passages if anchor is None or anchor in p.text), None)
+        if chosen is None:
+            raise SystemExit(f"anchor {anchor!r} is in no passage of {doc}-{lang}")
+        others = [
+            p for key, ps in self.passages.items() if key.endswith(f"-{lang}") and not key.startswith(doc) for p in ps
+        ]
+        refs = [chosen, self.rng.choice(others)]
+        self.rng.shuffle(refs)
+        return [Hit(**p.__dict__, score=0.0, bm25=0.0, dense=0.0) for p in refs]
+
+
+def user(text: str) -> dict:
+    return {"role": "user", "content": text}
+
+
+def assistant(text: str, calls: list | None = None) -> dict:
+    message: dict[str, Any] = {"role": "assistant", "content": text.strip()}
+    if calls:
+        message["tool_calls"] = [{"name": c.name, "arguments": c.arguments} for c in calls]
+    return message
+
+
+def observation(call) -> dict:
+    return {"role": "observation", "content": call.observation()}
+
+
+def conversation(lang: str, messages: list[dict]) -> dict:
+    return {"lang": lang, "messages": messages}
+
+
+def joined(parts: list[str], lang: str) -> str:
+    """Sentences joined the way each language writes them (Chinese needs no spaces)."""
+    return ("" if lang == "zh" else " ").join(p.strip() for p in parts if p)
+
+
+# ---------------------------------------------------------------- replies built from tool results
+
+
+def triage_reply(ctx: Context, result: dict, lang: str, care: str | None) -> str:
+    """Emergency first, then why, then what to do meanwhile, then the limits."""
+    level = result["level"]
+    top = [m for m in result["matched_rules"] if m["level"] == level]
+    parts = []
+    if any(m["id"] == "suicidal_thoughts" for m in top):
+        parts.append(
+            {
+                "en": "Thank you for telling me; you deserve support right now.",
+                "zh": "谢谢你愿意说出来，你值得被帮助。",
+            }[lang]
+        )
+    parts.append(ctx.pick(ctx.bank["openers"][level][lang]))
+    if top:
+        reasons = ("; " if lang == "en" else "；").join(m["reason"] for m in top)
+        parts.append({"en": f"Why: {reasons}.", "zh": f"原因：{reasons}。"}[lang])
+    if level == "emergency":
+        advice = joined([ctx.rules[m["id"]]["advice"][lang] for m in top], lang)
+        parts.append(f"{ctx.bank['while_waiting'][lang]}{' ' if lang == 'en' else ''}{advice}")
+    elif level == "urgent":  # the main rule's advice, then the leaflet's (several rules would repeat themselves)
+        parts += [ctx.rules[top[0]["id"]]["advice"][lang], care or ""]
+    else:
+        if not care:
+            raise SystemExit(f"self-care case without care text: {result}")
+        parts.append(care)
+    parts.append(ctx.pick(ctx.bank["limits"][lang]))
+    return joined(parts, lang)
+
+
+def display_name(drug: dict, lang: str) -> str:
+    """The name the user typed, with the generic name after a brand or other spelling: "Advil (ibuprofen)"."""
+    given, generic = drug["input"], drug["name"] if lang == "en" else drug["name_zh"]
+    if given.lower() == generic.lower():
+        return given[0].upper() + given[1:] if lang == "en" else given
+    return f"{given} ({generic})" if lang == "en" else f"{given}（{generic}）"
+
+
+def drug_reply(ctx: Context, result: dict, lang: str) -> str:
+    names = {d["name"]: display_name(d, lang) for d in result["drugs"] if d["name"]}
+    parts = []
+    for hit in result["interactions"]:
+        a, b = (names[n] for n in hit["drugs"])
+        severity = ctx.bank["severity"][hit["severity"]][lang]
+        parts.append(
+            {
+                "en": f"{a} + {b} ({severity}): {hit['effect']} {hit['advice']}",
+                "zh": f"{a} + {b}（{severity}）：{hit['effect']}{hit['advice']}",
+            }[lang]
+        )
+    for dup in result["duplicates"]:
+        same = names[dup["same_medicine"]]
+        listed = (" and " if lang == "en" else "和").join(dup["names"])
+        parts.append(
+            {
+                "en": f"{listed} are the same medicine ({same}): {dup['advice']}",
+                "zh": f"{listed}是同一种药（{same}）：{dup['advice']}",
+            }[lang]
+        )
+    for unknown in result["unknown"]:
+        parts.append(
+            {
+                "en": f"I couldn't find \"{unknown}\" in my table, so I can't say anything about it.",
+                "zh": f"我的表里查不到“{unknown}”，所以无法判断。",
+            }[lang]
+        )
+    if not result["interactions"] and not result["duplicates"]:
+        listed = (" and " if lang == "en" else "和").join(names.values())
+        parts.append(
+            {
+                "en": f"My table lists no interaction between {listed}.",
+                "zh": f"我的表里没有查到{listed}之间的相互作用。",
+            }[lang]
+        )
+    parts.append(result["disclaimer"])
+    return joined(parts, lang)
+
+
+# ---------------------------------------------------------------- conversation families
+
+
+def kb_conversations(ctx: Context) -> Iterator[dict]:
+    for intent in ctx.kb:
+        for lang in ("en", "zh"):
+            for question in intent["q"][lang]:
+                refs = ctx.references(intent["doc"], lang, intent["anchor"][lang])
+                yield conversation(lang, [ctx.system(lang, refs), user(question), assistant(intent["a"][lang])])
+
+
+def triage_turns(ctx: Context, case: dict) -> list[dict]:
+    lang = case["lang"]
+    args = {"symptoms": case["symptoms"], "age_years": case["age"], "duration_hours": case["hours"]}
+    call = ctx.call("triage", args)
+    if call.result["level"] != case["level"]:
+        raise SystemExit(f"triage{args} -> {call.result['level']}, the bank expects {case['level']}")
+    return [
+        assistant(ctx.pick(ctx.bank["calling"]["triage"][lang]), [call]),
+        observation(call),
+        assistant(triage_reply(ctx, call.result, lang, case.get("care"))),
+    ]
+
+
+def triage_conversations(ctx: Context) -> Iterator[dict]:
+    for case in ctx.bank["triage"]:
+        yield conversation(case["lang"], [ctx.system(case["lang"]), user(case["text"]), *triage_turns(ctx, case)])
+
+
+def ask_first_conversations(ctx: Context) -> Iterator[dict]:
+    for case in ctx.bank["ask_first"]:
+        lang = case["lang"]
+        yield conversation(
+            lang,
+            [
+                ctx.system(lang),
+                user(case["first"]),
+                assistant(case["ask"]),
+                user(case["reply"]),
+                *triage_turns(ctx, case),
+            ],
+        )
+
+
+def drug_conversations(ctx: Context) -> Iterator[dict]:
+    for case in ctx.bank["drugs"]:
+        lang = case["lang"]
+        call = ctx.call("drug_interactions", {"drugs": case["drugs"]})
+        yield conversation(
+            lang,
+            [
+                ctx.system(lang),
+                user(case["text"]),
+                assistant(ctx.pick(ctx.bank["calling"]["drug_interactions"][lang]), [call]),
+                observation(call),
+                assistant(drug_reply(ctx, call.result, lang)),
+            ],
+        )
+
+
+def fixed_conversations(ctx: Context) -> Iterator[dict]:
+    for item in ctx.bank["fixed"]:
+        lang = item["lang"]
+        messages = [ctx.system(lang)]
+        users_turn = True  # turns alternate user / assistant; a {call: ...} turn is the assistant calling a tool
+        for turn in item["turns"]:
+            if isinstance(turn, dict):
+                call = ctx.call(turn["call"]["name"], turn["call"]["arguments"])
+                if call.result.get("level", turn.get("level")) != turn.get("level"):
+                    raise SystemExit(f"{turn['call']} -> {call.result['level']}, the bank expects {turn.get('level')}")
+                messages += [assistant(ctx.pick(ctx.bank["calling"][call.name][lang]), [call]), observation(call)]
+            else:
+                messages.append(user(turn) if users_turn else assistant(turn))
+                users_turn = not users_turn
+        yield conversation(lang, messages)
+
+
+FAMILIES = [kb_conversations, triage_conversations, ask_first_conversations, drug_conversations, fixed_conversations]
+
+
+def build_train(ctx: Context) -> list[dict]:
+    conversations = [c for family in FAMILIES for c in family(ctx)]
+    for c in conversations:
+        roles = [m["role"] for m in c["messages"]]
+        if roles[1] != "user" or roles[-1] != "assistant" or "tool_calls" in c["messages"][-1]:
+            raise SystemExit(f"malformed conversation: {roles}")
+    ctx.rng.shuffle(conversations)
+    return [{"id": f"med-train-{n:04d}", **c} for n, c in enumerate(conversations, start=1)]
+
+
+# ---------------------------------------------------------------- eval set
+
+
+def build_eval(ctx: Context, train: list[dict]) -> list[dict]:
+    seen = {m["content"] for c in train for m in c["messages"] if m["role"] == "user"}
+    raw_items = yaml.safe_load((HERE / "eval_items.yaml").read_text(encoding="utf-8"))
+    items = []
+    for number, raw in enumerate(raw_items, start=1):
+        if raw["input"] in seen:
+            raise SystemExit(f"eval input also in train: {raw['input']!r}")
+        item: dict[str, Any] = {"id": f"med-eval-{number:03d}", "lang": raw["lang"], "input": raw["input"]}
+        if "facts" in raw:
+            if not all(isinstance(f, str) and f for f in raw["facts"]):
+                raise SystemExit(f"eval {item['id']}: facts must be non-empty strings (quote numbers in YAML)")
+            item["expected_facts"] = raw["facts"]
+        for call in raw.get("calls", []):
+            result = ctx.call(call["name"], call["arguments"]).result
+            if "level" in raw and result.get("level") != raw["level"]:
+                raise SystemExit(
+                    f"eval {item['id']}: triage says {result.get('level')}, the item expects {raw['level']}"
+                )
+            if raw.get("must_escalate") and call["name"] == "triage" and result["level"] != "emergency":
+                raise SystemExit(f"eval {item['id']}: must_escalate but triage says {result['level']}")
+        if "calls" in raw:
+            item["expected_tool_calls"] = raw["calls"]
+        if "docs" in raw:
+            item["relevant_docs"] = [f"{doc}-{raw['lang']}" for doc in raw["docs"]]
+            missing = [d for d in item["relevant_docs"] if d not in ctx.passages]
+            if missing:
+                raise SystemExit(f"eval {item['id']}: unknown kb documents {missing}")
+        item["must_escalate"] = bool(raw.get("must_escalate", False))
+        item["adversarial"] = bool(raw.get("adversarial", False))
+        items.append(item)
+    escalate = [
+        i for i in items if i["must_escalate"] and any(c["name"] == "triage" for c in i.get("expected_tool_calls", []))
+    ]
+    adversarial = [i for i in items if i["adversarial"]]
+    if len(escalate) < MIN_ESCALATE or len(adversarial) < MIN_ADVERSARIAL:
+        raise SystemExit(
+            f"eval has {len(escalate)} red-flag and {len(adversarial)} adversarial items; "
+            f"need {MIN_ESCALATE} / {MIN_ADVERSARIAL}"
+        )
+    return items
+
+
+# ---------------------------------------------------------------- main
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> None:
+    path.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows), encoding="utf-8")
+
+
+def make_context(rng: random.Random) -> Context:
+    from polyglm.scenarios.loader import load_documents, load_pack, render_system_prompt
+    from polyglm.scenarios.retrieval import chunk_document
+    from polyglm.scenarios.tooling import load_tools
+
+    for name in ("train.jsonl", "eval.jsonl"):
+        (HERE / name).touch()  # the pack must load before its data exists (first run)
+    pack = load_pack(PACK)
+    tools = {fn.__name__: fn for fn in load_tools(pack)}
+    kb = pack.knowledge_base
+    return Context(
+        rng=rng,
+        tools=tools,
+        prompts={lang: render_system_prompt(pack, lang, list(tools.values()), today=TODAY) for lang in pack.languages},
+        passages={d.doc_id: chunk_document(d, kb.chunk_chars, kb.chunk_overlap) for d in load_documents(pack)},
+        kb=yaml.safe_load((HERE / "kb_dialogues.yaml").read_text(encoding="utf-8")),
+        bank=yaml.safe_load((HERE / "tool_dialogues.yaml").read_text(encoding="utf-8")),
+        rules=json.loads((HERE / "triage_rules.json").read_text(encoding="utf-8"))["rules"],
+    )
+
+
+def main() -> int:
+    import os
+
+    rng = random.Random(SEED)
+    with tempfile.TemporaryDirectory() as cache:
+        os.environ["POLYGLM_CACHE"] = cache  # the tools keep no state, but never touch the user's cache
+        ctx = make_context(rng)
+        train = build_train(ctx)
+        evals = build_eval(ctx, train)
+    if len(train) < MIN_TRAIN or len(evals) < MIN_EVAL:
+        raise SystemExit(f"only {len(train)} train / {len(evals)} eval items; need {MIN_TRAIN} / {MIN_EVAL}")
+    write_jsonl(HERE / "train.jsonl", train)
+    write_jsonl(HERE / "eval.jsonl", evals)
+    share = sum(c["lang"] == "zh" for c in train) / len(train)
+    escalate = sum(i["must_escalate"] for i in evals)
+    adversarial = sum(i["adversarial"] for i in evals)
+    print(
+        f"{len(train)} train conversations ({share:.0%} zh), {len(evals)} eval items "
+        f"({escalate} must_escalate, {adversarial} adversarial)"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
