@@ -86,6 +86,8 @@ def cmd_chat(args: argparse.Namespace) -> int:
     from polyglm.platform.loader import load_platform
 
     platform = load_platform(args.profile)
+    if args.scenario:
+        return _scenario_chat(platform, args)
     options = GenerationOptions(max_new_tokens=args.max_new_tokens, temperature=args.temperature)
     if args.message is not None:
         messages = [{"role": "user", "content": args.message}]
@@ -99,6 +101,26 @@ def cmd_chat(args: argparse.Namespace) -> int:
             print()
         return 0
     return _chat_repl(platform, options)
+
+
+def _scenario_chat(platform, args: argparse.Namespace) -> int:
+    from polyglm.pipelines.scenario_chat import scenario_assistant
+
+    assistant = scenario_assistant(platform, args.scenario, args.lang)
+    if args.message is None:
+        raise InputError("scenario chat answers one message: add --message TEXT")
+    reply = assistant.respond(args.message)
+    if args.json:
+        print(json.dumps({"profile": args.profile, "scenario": args.scenario, "lang": args.lang, **reply.as_dict()},
+                         ensure_ascii=False, indent=2))  # fmt: skip
+        return 0
+    print(reply.answer)
+    for call in reply.tool_calls:
+        print(f"[tool] {call['name']}({json.dumps(call['arguments'], ensure_ascii=False)}) -> "
+              f"{json.dumps(call['result'] or {'error': call['error']}, ensure_ascii=False)}")  # fmt: skip
+    for citation in reply.citations:
+        print(f"[source] {citation['citation']} {citation['title']}")
+    return 0
 
 
 def _chat_repl(platform, options) -> int:
@@ -182,6 +204,8 @@ def build_parser() -> argparse.ArgumentParser:
     chat = commands.add_parser("chat", help="chat with the profile's language model")
     _profile_arg(chat)
     chat.add_argument("--message", help="answer one message and exit (otherwise an interactive session)")
+    chat.add_argument("--scenario", help="a scenario pack (see `polyglm scenarios list`): retrieval, tools, citations")
+    chat.add_argument("--lang", choices=["zh", "en"], default="en", help="scenario language")
     chat.add_argument("--json", action="store_true", help="with --message: print a JSON object")
     chat.add_argument("--max-new-tokens", type=int, default=256)
     chat.add_argument("--temperature", type=float, default=0.0)
