@@ -167,6 +167,19 @@ def cmd_train_adapter(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_finetune(args: argparse.Namespace) -> int:
+    from polyglm.pipelines.finetune import FinetuneOptions, finetune_cli_summary, finetune_scenario
+
+    options = FinetuneOptions(
+        scenario=args.scenario, profile=args.profile, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+        lora_rank=args.lora_rank, max_items=args.max_items, max_tokens=args.max_tokens, seed=args.seed,
+        lm_dtype=args.lm_dtype, forgetting_threshold=args.forgetting_threshold, force=args.force,
+        out_dir=Path(args.out) if args.out else None,
+    )  # fmt: skip
+    print(finetune_cli_summary(finetune_scenario(options)))
+    return 0
+
+
 def cmd_app(args: argparse.Namespace) -> int:
     # No file watcher: watching the repo (and .venv) overflows inotify and reruns scripts mid-reply.
     command = [
@@ -232,6 +245,27 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--eval-generate", type=int, default=40, help="held-out items scored by generation")
     train.add_argument("--out", help="output folder (default runs/PROFILE-MODALITY); rerun to resume")
     train.set_defaults(handler=cmd_train_adapter)
+
+    finetune = commands.add_parser("finetune", help="LoRA fine-tune on a scenario pack, with a forgetting guard")
+    _profile_arg(finetune)
+    finetune.add_argument("--scenario", required=True)
+    finetune.add_argument("--epochs", type=int, default=1)
+    finetune.add_argument("--batch-size", type=int, default=4)
+    finetune.add_argument("--lr", type=float, default=2e-4)
+    finetune.add_argument("--lora-rank", type=int, default=8)
+    finetune.add_argument("--max-items", type=int, help="only the first N conversations (quick runs)")
+    finetune.add_argument("--max-tokens", type=int, default=512, help="tokens per row; use 2048 on a GPU")
+    finetune.add_argument("--seed", type=int, default=0)
+    finetune.add_argument("--lm-dtype", choices=["bfloat16", "float32"], default="bfloat16")
+    finetune.add_argument(
+        "--forgetting-threshold",
+        type=float,
+        default=0.10,
+        help="tolerated relative rise of the general-set loss before the adapter may become default",
+    )
+    finetune.add_argument("--force", action="store_true", help="make it the default even if the guard objects")
+    finetune.add_argument("--out", help="adapter folder (default: cache/finetune/PROFILE/SCENARIO); rerun resumes")
+    finetune.set_defaults(handler=cmd_finetune)
 
     app = commands.add_parser("app", help="start the Streamlit app")
     _profile_arg(app)

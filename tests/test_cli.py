@@ -50,7 +50,15 @@ def test_empty_chat_message_is_refused():
 
 
 @pytest.mark.parametrize(
-    "args", [["--help"], ["models", "--help"], ["chat", "--help"], ["app", "--help"], ["train-adapter", "--help"]]
+    "args",
+    [
+        ["--help"],
+        ["models", "--help"],
+        ["chat", "--help"],
+        ["app", "--help"],
+        ["train-adapter", "--help"],
+        ["finetune", "--help"],
+    ],
 )
 def test_help_works(args):
     assert polyglm(*args).returncode == 0
