@@ -470,6 +470,8 @@ def train_stage2(options: Stage2Options, platform: Platform | None = None) -> di
                for when, table in (("before", before), ("after", after)) for kind, value in table.items()}  # fmt: skip
     metrics.update(steps=len(batches), train_samples=len(train))
     mm.lm.model.save_pretrained(options.out_dir / "lora")
+    # Give the caller's platform its plain LM back: the LoRA lives in out_dir, not in shared state.
+    mm.lm.model = mm.lm.model.unload().eval()
     for modality, projector in projectors.items():
         manifest = replace(manifests[modality], metrics={**manifests[modality].metrics, "stage2": metrics},
                            data={**manifests[modality].data, "stage2": "instruction mix + text-only"})  # fmt: skip

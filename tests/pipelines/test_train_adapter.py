@@ -56,9 +56,10 @@ def test_data_is_varied_and_deterministic():
 @pytest.mark.slow
 def test_reduced_real_image_adapter_retrain_halves_held_out_loss(offline_platform, tmp_path):
     """A small from-scratch retrain of the offline image adapter: held-out loss must at least halve."""
-    options = TrainOptions(profile="offline", modality="image", items=80, epochs=2, batch_size=8,
+    options = TrainOptions(profile="offline", modality="image", items=100, epochs=3, batch_size=8, lr=2e-3,
                            eval_generate=8, out_dir=tmp_path / "image")  # fmt: skip
     metrics = train_adapter(options)  # its own platform: training casts the LM to bf16
+    # measured: 3.39 -> 0.87 (ratio 0.26) in 36 steps, about 65 s of training on 2 cores
     assert metrics["held_out_loss_after"] <= 0.5 * metrics["held_out_loss_before"], metrics
 
 
