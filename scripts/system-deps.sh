@@ -1,14 +1,13 @@
 #!/usr/bin/env bash
-# Debian packages polyglm needs: ffmpeg (audio decoding for whisper/torchaudio), espeak-ng (test speech),
-# chromium (the browser test). Installs the missing ones as root; otherwise prints the exact command.
+# Debian packages polyglm needs: ffmpeg (audio decoding), espeak-ng (speech for training data and
+# tests), chromium (the browser test). Installs the missing ones as root; otherwise prints the command.
 set -euo pipefail
-declare -A binary_of=([ffmpeg]=ffmpeg [espeak-ng]=espeak-ng [chromium]=chromium)
+packages=(ffmpeg espeak-ng chromium)   # each package's command has the package's name
 missing=()
-for package in "${!binary_of[@]}"; do
-  command -v "${binary_of[$package]}" >/dev/null 2>&1 || missing+=("$package")
+for package in "${packages[@]}"; do
+  command -v "$package" >/dev/null 2>&1 || missing+=("$package")
 done
 [ ${#missing[@]} -eq 0 ] && exit 0
-IFS=$'\n' missing=($(sort <<<"${missing[*]}")); unset IFS
 if [ "$(id -u)" -eq 0 ]; then
   echo "installing Debian packages: ${missing[*]}"
   apt-get update -qq
