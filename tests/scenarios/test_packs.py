@@ -209,3 +209,16 @@ def test_retrieval_finds_relevant_documents_with_the_offline_embedder(name, offl
         pytest.skip(f"{pack.eval_set} has no item with relevant_docs")
     print(name, json.dumps(metrics))
     assert metrics["hit@4"] >= 0.5, metrics
+
+
+def test_one_eval_item_end_to_end_on_the_tiny_profile(name, tiny_platform, isolated_cache):
+    """The pack's first eval item through the real chat loop: retrieval, prompt, generation, trace."""
+    from polyglm.pipelines.scenario_chat import ScenarioAssistant
+
+    pack = load_pack(name)
+    item = read_jsonl(pack, pack.eval_set)[0]
+    reply = ScenarioAssistant(tiny_platform, pack, item["lang"]).respond(item["input"])
+    assert reply.citations, f"{name}: no passage retrieved for eval item {item['id']}"
+    assert all(c["doc_id"] in {d.doc_id for d in load_documents(pack)} for c in reply.citations)
+    assert [step["step"] for step in reply.trace][:2] == ["retrieve", "generate"]
+    assert isinstance(reply.answer, str)
