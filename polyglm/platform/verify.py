@@ -94,7 +94,7 @@ def check_embedding(platform: Platform) -> tuple[bool, str]:
 def render_text_image(text: str):
     from PIL import Image, ImageDraw, ImageFont
 
-    image = Image.new("RGB", (640, 160), "white")
+    image = Image.new("RGB", (max(640, 40 * len(text) + 60), 160), "white")  # wide enough for the whole line
     ImageDraw.Draw(image).text((30, 40), text, fill="black", font=ImageFont.load_default(size=64))
     return image
 
