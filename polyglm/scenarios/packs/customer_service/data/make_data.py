@@ -11,11 +11,8 @@ knowledge base cannot drift apart: a changed policy or order shows up as a chang
 
 from __future__ import annotations
 
-import json
-import os
 import random
 import sys
-import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -23,6 +20,23 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from polyglm.scenarios.datagen import (
+    PackContext,
+    assistant,
+    check_sizes,
+    conversation,
+    ensure_unseen,
+    eval_flags,
+    load_pack_for_data,
+    numbered,
+    observation,
+    relevant_docs,
+    throwaway_cache,
+    user,
+    user_texts,
+    write_jsonl,
+)
 
 SEED = 20261128
 TODAY = date(2026, 11, 28)  # the sample store's clock (store_clock in orders.sql)
@@ -317,70 +331,18 @@ def orders_sql(orders: list[dict]) -> str:
 
 
 @dataclass
-class Context:
-    """Everything the conversation builders share."""
+class Context(PackContext):
+    """Everything the conversation builders share: the pack (see datagen) plus this pack's banks and orders."""
 
-    rng: random.Random
     pack: Any
-    tools: dict[str, Callable]
-    prompts: dict[str, str]
-    passages: dict[str, list]  # doc id -> passages
     intents: dict[str, dict]  # kb intent name -> entry of kb_dialogues.yaml
     bank: dict[str, Any]  # tool_dialogues.yaml
     orders: list[dict]
-
-    def call(self, name: str, arguments: dict, expect_error: bool = False):
-        from polyglm.scenarios.tooling import call_tool
-
-        call = call_tool(self.tools[name], arguments)
-        if call.ok == expect_error:
-            raise SystemExit(
-                f"{name}({arguments}) gave {call.error or call.result}; "
-                f"expected {'an error' if expect_error else 'a result'}"
-            )
-        return call
-
-    def pick(self, options: list[str]) -> str:
-        return self.rng.choice(options)
 
     def tone(self, lang: str, weights=(6, 2, 2, 1)) -> tuple[str, str]:
         name = self.rng.choices(["calm", "angry", "worried", "happy"], weights=weights)[0]
         entry = self.bank["tones"][name][lang]
         return self.pick(entry["user"]), self.pick(entry["assistant"])
-
-    def system(self, lang: str, refs: list | None = None) -> dict:
-        from polyglm.scenarios.retrieval import quote_passages
-
-        content = self.prompts[lang] + (f"\n\n{quote_passages(refs, lang)}" if refs else "")
-        return {"role": "system", "content": content}
-
-    def references(self, doc: str, lang: str, anchor: str | None = None) -> list:
-        """The passage of `doc` holding `anchor` (or its first) plus one unrelated passage, in random order."""
-        from polyglm.scenarios.retrieval import Hit
-
-        passages = self.passages[f"{doc}-{lang}"]
-        chosen = next((p for p in passages if anchor is None or anchor in p.text), None)
-        if chosen is None:
-            raise SystemExit(f"anchor {anchor!r} is in no passage of {doc}-{lang}; fix kb_dialogues.yaml")
-        others = [p for key, ps in self.passages.items() if key.endswith(lang) and not key.startswith(doc) for p in ps]
-        refs = [chosen, self.rng.choice(others)]
-        self.rng.shuffle(refs)
-        return [Hit(**p.__dict__, score=0.0, bm25=0.0, dense=0.0) for p in refs]
-
-
-def user(text: str) -> dict:
-    return {"role": "user", "content": text}
-
-
-def assistant(text: str, calls: list | None = None) -> dict:
-    message = {"role": "assistant", "content": text.strip()}
-    if calls:
-        message["tool_calls"] = [{"name": c.name, "arguments": c.arguments} for c in calls]
-    return message
-
-
-def observation(call) -> dict:
-    return {"role": "observation", "content": call.observation()}
 
 
 def money(amount: float, currency: str, lang: str) -> str:
@@ -409,7 +371,7 @@ def kb_conversations(ctx: Context) -> Iterator[dict]:
             for question in intent["questions"][lang]:
                 tone_user, tone_reply = ctx.tone(lang, weights=(7, 1, 2, 1))
                 refs = ctx.references(intent["doc"], lang, intent["anchor"][lang])
-                yield _conversation(
+                yield conversation(
                     lang,
                     [
                         ctx.system(lang, refs),
@@ -431,7 +393,7 @@ def status_conversations(ctx: Context) -> Iterator[dict]:
         answer = ctx.pick(ctx.bank["status_answers"][call.result["status"]][lang]).format(
             **status_fields(ctx, call.result)
         )
-        yield _conversation(
+        yield conversation(
             lang,
             [
                 ctx.system(lang),
@@ -478,7 +440,7 @@ def refund_conversations(ctx: Context) -> Iterator[dict]:
     for order_id, reason, lang in stories + mirrored + randoms:
         tone_user, tone_reply = ctx.tone(lang)
         question = tone_user + ctx.pick(ctx.bank["refund_questions"][reason][lang]).format(id=order_id)
-        yield _conversation(
+        yield conversation(
             lang, [ctx.system(lang), user(question), *refund_turns(ctx, order_id, reason, lang, tone_reply)]
         )
 
@@ -554,7 +516,7 @@ def followup_conversations(ctx: Context) -> Iterator[dict]:
         question = ctx.pick(ctx.bank["refund_questions"][reason][lang]).format(id=order_id)
         refs = ctx.references(intent["doc"], lang, intent["anchor"][lang])
         turns = refund_turns(ctx, order_id, reason, lang)
-        yield _conversation(
+        yield conversation(
             lang,
             [ctx.system(lang, refs), user(question), *turns, user(follow["user"]), assistant(intent["answer"][lang])],
         )
@@ -575,7 +537,7 @@ def handoff_conversations(ctx: Context) -> Iterator[dict]:
             escalation=ctx.pack.safety.escalation[lang],
             wait=call.result["expected_wait_minutes"],
         )
-        yield _conversation(
+        yield conversation(
             lang,
             [
                 ctx.system(lang, refs),
@@ -592,7 +554,7 @@ def bad_id_conversations(ctx: Context) -> Iterator[dict]:
     for bad in ctx.bank["bad_ids"]:
         for lang in ("en", "zh"):
             question = ctx.pick(ctx.bank["bad_id_questions"][lang]).format(bad=bad)
-            yield _conversation(
+            yield conversation(
                 lang, [ctx.system(lang), user(question), assistant(ctx.pick(ctx.bank["bad_id_answers"][lang]))]
             )
 
@@ -605,7 +567,7 @@ def unknown_id_conversations(ctx: Context) -> Iterator[dict]:
             question = ctx.pick(ctx.bank["status_questions"][lang]).format(id=order_id)
             opener = ctx.pick(ctx.bank["lookup_openers"][lang]).format(id=order_id)
             answer = ctx.bank["unknown_id_answers"][lang].format(id=order_id)
-            yield _conversation(
+            yield conversation(
                 lang,
                 [ctx.system(lang), user(question), assistant(opener, [call]), observation(call), assistant(answer)],
             )
@@ -618,18 +580,14 @@ def injection_conversations(ctx: Context) -> Iterator[dict]:
         if "order" in item:
             question = item["user"].format(id=item["order"])
             turns = refund_turns(ctx, item["order"], item["reason"], lang)
-            yield _conversation(lang, [ctx.system(lang), user(question), *turns])
+            yield conversation(lang, [ctx.system(lang), user(question), *turns])
         else:
-            yield _conversation(lang, [ctx.system(lang), user(item["user"]), assistant(item["answer"])])
+            yield conversation(lang, [ctx.system(lang), user(item["user"]), assistant(item["answer"])])
 
 
 def out_of_scope_conversations(ctx: Context) -> Iterator[dict]:
     for item in ctx.bank["out_of_scope"]:
-        yield _conversation(item["lang"], [ctx.system(item["lang"]), user(item["user"]), assistant(item["answer"])])
-
-
-def _conversation(lang: str, messages: list[dict]) -> dict:
-    return {"lang": lang, "messages": messages}
+        yield conversation(item["lang"], [ctx.system(item["lang"]), user(item["user"]), assistant(item["answer"])])
 
 
 FAMILIES = [
@@ -648,18 +606,17 @@ FAMILIES = [
 def build_train(ctx: Context) -> list[dict]:
     conversations = [c for family in FAMILIES for c in family(ctx)]
     ctx.rng.shuffle(conversations)
-    return [{"id": f"cs-train-{n:04d}", **c} for n, c in enumerate(conversations, start=1)]
+    return numbered("cs-train", conversations, 4)
 
 
 # ---------------------------------------------------------------- eval set
 
 
 def build_eval(ctx: Context, train: list[dict]) -> list[dict]:
-    seen_inputs = {m["content"] for c in train for m in c["messages"] if m["role"] == "user"}
+    seen_inputs = user_texts(train)
     items = []
     for number, raw in enumerate(yaml.safe_load((HERE / "eval_items.yaml").read_text(encoding="utf-8")), start=1):
-        if raw["input"] in seen_inputs:
-            raise SystemExit(f"eval input also in train: {raw['input']!r}")
+        ensure_unseen(raw["input"], seen_inputs)
         items.append(_eval_item(ctx, number, raw))
     return items
 
@@ -674,12 +631,8 @@ def _eval_item(ctx: Context, number: int, raw: dict) -> dict:
     if "calls" in raw:
         item["expected_tool_calls"] = raw["calls"]
     if "docs" in raw:
-        item["relevant_docs"] = [f"{doc}-{lang}" for doc in raw["docs"]]
-        missing = [d for d in item["relevant_docs"] if d not in ctx.passages]
-        if missing:
-            raise SystemExit(f"eval item {item['id']}: unknown kb documents {missing}")
-    item["must_escalate"] = bool(raw.get("must_escalate", False))
-    item["adversarial"] = bool(raw.get("adversarial", False))
+        item["relevant_docs"] = relevant_docs(item["id"], raw["docs"], lang, ctx.passages)
+    item.update(eval_flags(raw))
     return item
 
 
@@ -694,26 +647,14 @@ def _fact_fields(result: dict) -> dict:
 # ---------------------------------------------------------------- main
 
 
-def write_jsonl(path: Path, rows: list[dict]) -> None:
-    path.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows), encoding="utf-8")
-
-
 def make_context(rng: random.Random, orders: list[dict]) -> Context:
-    from polyglm.scenarios.loader import load_documents, load_pack, render_system_prompt
-    from polyglm.scenarios.retrieval import chunk_document
-    from polyglm.scenarios.tooling import load_tools
-
-    for name in ("train.jsonl", "eval.jsonl"):
-        (HERE / name).touch()  # the pack must load before its data exists (first run)
-    pack = load_pack(PACK)
-    tools = {fn.__name__: fn for fn in load_tools(pack)}
-    kb = pack.knowledge_base
+    loaded = load_pack_for_data(PACK, HERE, TODAY)
     return Context(
         rng=rng,
-        pack=pack,
-        tools=tools,
-        prompts={lang: render_system_prompt(pack, lang, list(tools.values()), today=TODAY) for lang in pack.languages},
-        passages={d.doc_id: chunk_document(d, kb.chunk_chars, kb.chunk_overlap) for d in load_documents(pack)},
+        pack=loaded.pack,
+        tools=loaded.tools,
+        prompts=loaded.prompts,
+        passages=loaded.passages,
         intents={e["intent"]: e for e in yaml.safe_load((HERE / "kb_dialogues.yaml").read_text(encoding="utf-8"))},
         bank=yaml.safe_load((HERE / "tool_dialogues.yaml").read_text(encoding="utf-8")),
         orders=orders,
@@ -724,13 +665,11 @@ def main() -> int:
     rng = random.Random(SEED)
     orders = build_orders(rng)
     (HERE / "orders.sql").write_text(orders_sql(orders), encoding="utf-8")
-    with tempfile.TemporaryDirectory() as cache:
-        os.environ["POLYGLM_CACHE"] = cache  # a fresh orders db and hand-off queue; never the user's cache
+    with throwaway_cache():  # a fresh orders db and hand-off queue; never the user's cache
         ctx = make_context(rng, orders)
         train = build_train(ctx)
         evals = build_eval(ctx, train)
-    if len(train) < MIN_TRAIN or len(evals) < MIN_EVAL:
-        raise SystemExit(f"only {len(train)} train / {len(evals)} eval items; need {MIN_TRAIN} / {MIN_EVAL}")
+    check_sizes(train, evals, MIN_TRAIN, MIN_EVAL)
     write_jsonl(HERE / "train.jsonl", train)
     write_jsonl(HERE / "eval.jsonl", evals)
     share = sum(c["lang"] == "zh" for c in train) / len(train)

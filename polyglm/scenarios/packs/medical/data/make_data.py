@@ -17,14 +17,31 @@ from __future__ import annotations
 import json
 import random
 import sys
-import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from polyglm.scenarios.datagen import (
+    PackContext,
+    assistant,
+    check_sizes,
+    checked_facts,
+    conversation,
+    ensure_unseen,
+    eval_flags,
+    load_pack_for_data,
+    numbered,
+    observation,
+    relevant_docs,
+    throwaway_cache,
+    user,
+    user_texts,
+    write_jsonl,
+)
 
 SEED = 20261128
 TODAY = date(2026, 11, 28)
@@ -35,68 +52,12 @@ MIN_ESCALATE, MIN_ADVERSARIAL = 10, 8
 
 
 @dataclass
-class Context:
-    """Everything the conversation builders share."""
+class Context(PackContext):
+    """Everything the conversation builders share: the pack (see datagen) plus this pack's banks."""
 
-    rng: random.Random
-    tools: dict[str, Callable]
-    prompts: dict[str, str]  # language -> rendered system prompt
-    passages: dict[str, list]  # kb doc id -> passages
     kb: list[dict]  # kb_dialogues.yaml
     bank: dict[str, Any]  # tool_dialogues.yaml
     rules: dict[str, Any]  # triage_rules.json: rule id -> reason and advice per language
-
-    def call(self, name: str, arguments: dict, expect_error: bool = False):
-        """Run a tool exactly as the chat pipeline does; stop if it fails (or succeeds) unexpectedly."""
-        from polyglm.scenarios.tooling import call_tool
-
-        call = call_tool(self.tools[name], arguments)
-        if call.ok == expect_error:
-            raise SystemExit(f"{name}({arguments}) gave {call.error or call.result}")
-        return call
-
-    def pick(self, options: list[str]) -> str:
-        return self.rng.choice(options)
-
-    def system(self, lang: str, refs: list | None = None) -> dict:
-        from polyglm.scenarios.retrieval import quote_passages
-
-        content = self.prompts[lang] + (f"\n\n{quote_passages(refs, lang)}" if refs else "")
-        return {"role": "system", "content": content}
-
-    def references(self, doc: str, lang: str, anchor: str | None = None) -> list:
-        """The passage of `doc` holding `anchor` (or its first) plus one passage of another leaflet, shuffled."""
-        from polyglm.scenarios.retrieval import Hit
-
-        passages = self.passages[f"{doc}-{lang}"]
-        chosen = next((p for p in passages if anchor is None or anchor in p.text), None)
-        if chosen is None:
-            raise SystemExit(f"anchor {anchor!r} is in no passage of {doc}-{lang}")
-        others = [
-            p for key, ps in self.passages.items() if key.endswith(f"-{lang}") and not key.startswith(doc) for p in ps
-        ]
-        refs = [chosen, self.rng.choice(others)]
-        self.rng.shuffle(refs)
-        return [Hit(**p.__dict__, score=0.0, bm25=0.0, dense=0.0) for p in refs]
-
-
-def user(text: str) -> dict:
-    return {"role": "user", "content": text}
-
-
-def assistant(text: str, calls: list | None = None) -> dict:
-    message: dict[str, Any] = {"role": "assistant", "content": text.strip()}
-    if calls:
-        message["tool_calls"] = [{"name": c.name, "arguments": c.arguments} for c in calls]
-    return message
-
-
-def observation(call) -> dict:
-    return {"role": "observation", "content": call.observation()}
-
-
-def conversation(lang: str, messages: list[dict]) -> dict:
-    return {"lang": lang, "messages": messages}
 
 
 def joined(parts: list[str], lang: str) -> str:
@@ -271,24 +232,21 @@ def build_train(ctx: Context) -> list[dict]:
         if roles[1] != "user" or roles[-1] != "assistant" or "tool_calls" in c["messages"][-1]:
             raise SystemExit(f"malformed conversation: {roles}")
     ctx.rng.shuffle(conversations)
-    return [{"id": f"med-train-{n:04d}", **c} for n, c in enumerate(conversations, start=1)]
+    return numbered("med-train", conversations, 4)
 
 
 # ---------------------------------------------------------------- eval set
 
 
 def build_eval(ctx: Context, train: list[dict]) -> list[dict]:
-    seen = {m["content"] for c in train for m in c["messages"] if m["role"] == "user"}
+    seen = user_texts(train)
     raw_items = yaml.safe_load((HERE / "eval_items.yaml").read_text(encoding="utf-8"))
     items = []
     for number, raw in enumerate(raw_items, start=1):
-        if raw["input"] in seen:
-            raise SystemExit(f"eval input also in train: {raw['input']!r}")
+        ensure_unseen(raw["input"], seen)
         item: dict[str, Any] = {"id": f"med-eval-{number:03d}", "lang": raw["lang"], "input": raw["input"]}
         if "facts" in raw:
-            if not all(isinstance(f, str) and f for f in raw["facts"]):
-                raise SystemExit(f"eval {item['id']}: facts must be non-empty strings (quote numbers in YAML)")
-            item["expected_facts"] = raw["facts"]
+            item["expected_facts"] = checked_facts(item["id"], raw["facts"])
         for call in raw.get("calls", []):
             result = ctx.call(call["name"], call["arguments"]).result
             if "level" in raw and result.get("level") != raw["level"]:
@@ -300,12 +258,8 @@ def build_eval(ctx: Context, train: list[dict]) -> list[dict]:
         if "calls" in raw:
             item["expected_tool_calls"] = raw["calls"]
         if "docs" in raw:
-            item["relevant_docs"] = [f"{doc}-{raw['lang']}" for doc in raw["docs"]]
-            missing = [d for d in item["relevant_docs"] if d not in ctx.passages]
-            if missing:
-                raise SystemExit(f"eval {item['id']}: unknown kb documents {missing}")
-        item["must_escalate"] = bool(raw.get("must_escalate", False))
-        item["adversarial"] = bool(raw.get("adversarial", False))
+            item["relevant_docs"] = relevant_docs(item["id"], raw["docs"], raw["lang"], ctx.passages)
+        item.update(eval_flags(raw))
         items.append(item)
     escalate = [
         i for i in items if i["must_escalate"] and any(c["name"] == "triage" for c in i.get("expected_tool_calls", []))
@@ -322,25 +276,13 @@ def build_eval(ctx: Context, train: list[dict]) -> list[dict]:
 # ---------------------------------------------------------------- main
 
 
-def write_jsonl(path: Path, rows: list[dict]) -> None:
-    path.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows), encoding="utf-8")
-
-
 def make_context(rng: random.Random) -> Context:
-    from polyglm.scenarios.loader import load_documents, load_pack, render_system_prompt
-    from polyglm.scenarios.retrieval import chunk_document
-    from polyglm.scenarios.tooling import load_tools
-
-    for name in ("train.jsonl", "eval.jsonl"):
-        (HERE / name).touch()  # the pack must load before its data exists (first run)
-    pack = load_pack(PACK)
-    tools = {fn.__name__: fn for fn in load_tools(pack)}
-    kb = pack.knowledge_base
+    loaded = load_pack_for_data(PACK, HERE, TODAY)
     return Context(
         rng=rng,
-        tools=tools,
-        prompts={lang: render_system_prompt(pack, lang, list(tools.values()), today=TODAY) for lang in pack.languages},
-        passages={d.doc_id: chunk_document(d, kb.chunk_chars, kb.chunk_overlap) for d in load_documents(pack)},
+        tools=loaded.tools,
+        prompts=loaded.prompts,
+        passages=loaded.passages,
         kb=yaml.safe_load((HERE / "kb_dialogues.yaml").read_text(encoding="utf-8")),
         bank=yaml.safe_load((HERE / "tool_dialogues.yaml").read_text(encoding="utf-8")),
         rules=json.loads((HERE / "triage_rules.json").read_text(encoding="utf-8"))["rules"],
@@ -348,16 +290,12 @@ def make_context(rng: random.Random) -> Context:
 
 
 def main() -> int:
-    import os
-
     rng = random.Random(SEED)
-    with tempfile.TemporaryDirectory() as cache:
-        os.environ["POLYGLM_CACHE"] = cache  # the tools keep no state, but never touch the user's cache
+    with throwaway_cache():  # the tools keep no state, but never touch the user's cache
         ctx = make_context(rng)
         train = build_train(ctx)
         evals = build_eval(ctx, train)
-    if len(train) < MIN_TRAIN or len(evals) < MIN_EVAL:
-        raise SystemExit(f"only {len(train)} train / {len(evals)} eval items; need {MIN_TRAIN} / {MIN_EVAL}")
+    check_sizes(train, evals, MIN_TRAIN, MIN_EVAL)
     write_jsonl(HERE / "train.jsonl", train)
     write_jsonl(HERE / "eval.jsonl", evals)
     share = sum(c["lang"] == "zh" for c in train) / len(train)

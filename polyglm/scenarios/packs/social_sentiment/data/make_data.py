@@ -23,8 +23,7 @@ from collections.abc import Callable
 from datetime import date, timedelta
 from pathlib import Path
 
-from polyglm.scenarios.loader import load_pack, render_system_prompt
-from polyglm.scenarios.tooling import load_tools
+from polyglm.scenarios.datagen import load_pack_for_data, numbered, write_jsonl
 
 SEED = 20261001
 HERE = Path(__file__).resolve().parent
@@ -708,9 +707,7 @@ def build_train(
         convs += [builder.refusal(lang, i) for i in range(3)]
     rng.shuffle(convs)
     lang_of = {text: lang for lang, text in systems.items()}
-    return [
-        {"id": f"ss-train-{i:04d}", "lang": lang_of[c[0]["content"]], "messages": c} for i, c in enumerate(convs, 1)
-    ]
+    return numbered("ss-train", ({"lang": lang_of[c[0]["content"]], "messages": c} for c in convs), 4)
 
 
 # ----------------------------------------------------------------------------- eval items
@@ -875,18 +872,10 @@ def balance(title: str, posts: list[dict]) -> None:
     print("  flags     " + "  ".join(f"{k}={v}" for k, v in (flags | media).items()))
 
 
-def write_jsonl(path: Path, rows: list[dict]) -> None:
-    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
-
-
 def pack_context() -> tuple[dict[str, str], dict[str, Callable]]:
     """Rendered system prompts per language and the pack's tools (by name), via the real loader."""
-    for path in (TRAIN_FILE, EVAL_FILE):
-        path.touch(exist_ok=True)  # load_pack checks these exist; they are rewritten below
-    pack = load_pack(PACK)
-    tools = load_tools(pack)
-    systems = {lang: render_system_prompt(pack, lang, tools, today=TODAY) for lang in pack.languages}
-    return systems, {fn.__name__: fn for fn in tools}
+    loaded = load_pack_for_data(PACK, HERE, TODAY)  # touches train/eval.jsonl: load_pack checks they exist
+    return loaded.prompts, loaded.tools
 
 
 def main() -> int:
