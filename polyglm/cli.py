@@ -106,6 +106,10 @@ def cmd_chat(args: argparse.Namespace) -> int:
 def _scenario_chat(platform, args: argparse.Namespace) -> int:
     from polyglm.pipelines.scenario_chat import scenario_assistant
 
+    if args.finetuned:
+        from polyglm.pipelines.finetune import load_finetuned
+
+        load_finetuned(platform, args.scenario)  # the scenario's default LoRA; refuses another LM's
     assistant = scenario_assistant(platform, args.scenario, args.lang)
     if args.message is None:
         raise InputError("scenario chat answers one message: add --message TEXT")
@@ -219,6 +223,7 @@ def build_parser() -> argparse.ArgumentParser:
     chat.add_argument("--message", help="answer one message and exit (otherwise an interactive session)")
     chat.add_argument("--scenario", help="a scenario pack (see `polyglm scenarios list`): retrieval, tools, citations")
     chat.add_argument("--lang", choices=["zh", "en"], default="en", help="scenario language")
+    chat.add_argument("--finetuned", action="store_true", help="apply the scenario's default LoRA (polyglm finetune)")
     chat.add_argument("--json", action="store_true", help="with --message: print a JSON object")
     chat.add_argument("--max-new-tokens", type=int, default=256)
     chat.add_argument("--temperature", type=float, default=0.0)
