@@ -404,7 +404,10 @@ def stage2_samples(mm: MultimodalModel, options: Stage2Options, modalities: Sequ
         for example in train + test:
             samples += [Sample(modality, example.features, q, a, example.item.is_test)
                         for q, a in instructions(example, modality)]  # fmt: skip
-    samples += [Sample(None, None, q, a, i % 10 == 0) for i, (q, a) in enumerate(TEXT_ONLY * 4)]
+    # Split the unique text-only pairs first, then repeat only the training ones: repeating before the
+    # split would put copies of held-out pairs into training.
+    text = [Sample(None, None, q, a, i % 10 == 0) for i, (q, a) in enumerate(TEXT_ONLY)]
+    samples += [s for s in text if s.is_test] + [s for s in text if not s.is_test] * 4
     return samples
 
 

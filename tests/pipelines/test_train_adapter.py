@@ -77,3 +77,13 @@ def test_stage2_trains_projectors_and_lora_on_mixed_data(tiny_platform, tmp_path
     assert (tmp_path / "stage2" / "lora" / "adapter_model.safetensors").is_file()
     manifest = json.loads((tmp_path / "stage2" / "image" / "manifest.json").read_text())
     assert manifest["metrics"]["stage2"]["train_samples"] == metrics["train_samples"]
+
+
+def test_stage2_text_only_held_out_pairs_never_reach_training():
+    from polyglm.pipelines.train_adapter import TEXT_ONLY, Stage2Options, stage2_samples
+
+    samples = stage2_samples(None, Stage2Options(), modalities=[])
+    held_out = {(s.question, s.answer) for s in samples if s.is_test}
+    trained = {(s.question, s.answer) for s in samples if not s.is_test}
+    assert held_out and not held_out & trained
+    assert held_out | trained == set(TEXT_ONLY)
