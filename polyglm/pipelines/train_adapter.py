@@ -27,7 +27,7 @@ from polyglm.platform.engine import GenerationOptions, generate_batch
 from polyglm.platform.feature_cache import CacheOptions, FeatureCache
 from polyglm.platform.fusion import MediaFeatures, build_batch
 from polyglm.platform.loader import Platform, load_platform
-from polyglm.platform.multimodal import MODALITY_ROLE, MultimodalModel, part_identity
+from polyglm.platform.multimodal import MODALITY_ROLE, MultimodalModel, load_media, part_identity
 
 PROMPTS = {"audio": "Transcribe the speech.", "image": "Describe the image in a few words."}
 DEFAULT_SPECS = {"image": "mlp2x_gelu", "audio": "pool4_mlp2x_gelu"}
@@ -85,23 +85,16 @@ def _top1(mm: MultimodalModel) -> Callable:
     return lambda image: mm.platform.vision.classify([image], top_k=1)[0][0][0]
 
 
-def load_media(modality: str, path: Path):
-    from polyglm.platform import media
-
-    return (media.load_image if modality == "image" else media.load_audio)(path)
-
-
 def encoder_features(mm: MultimodalModel, modality: str, files: Sequence[Path]) -> list[torch.Tensor]:
     """Features per file through the on-disk cache: only misses are encoded, in batches."""
     encoder_id = ":".join(part_identity(mm.platform, MODALITY_ROLE[modality]))
     cache = FeatureCache(CacheOptions(root=mm.platform.settings.cache_dir / "features"))
-    encode = mm.encoder_features_images if modality == "image" else mm.encoder_features_audio
 
     def compute(missing: list[int]) -> list[torch.Tensor]:
         out: list[torch.Tensor] = []
         for start in tqdm(range(0, len(missing), 16), desc=f"encode {modality}", unit="batch", leave=False):
             chunk = missing[start : start + 16]
-            out.extend(encode([load_media(modality, files[i]) for i in chunk]))
+            out.extend(mm.encoder_features(modality, [load_media(modality, files[i]) for i in chunk]))
         return out
 
     return cache.get_or_compute(encoder_id, [f.read_bytes() for f in files], compute)

@@ -18,6 +18,20 @@ class GenerationOptions:
     seed: int = 0  # sampling seed, so sampled replies can be reproduced
 
 
+def generation_kwargs(model: Any, stop_ids: Sequence[int], options: GenerationOptions) -> dict:
+    """The generate() arguments every caller shares: length, sampling, stops and padding."""
+    sampling = options.temperature > 0
+    return {
+        "max_new_tokens": options.max_new_tokens,
+        "do_sample": sampling,
+        "repetition_penalty": options.repetition_penalty,
+        # No stop ids means "run to max_new_tokens", so the model's own eos must not apply either.
+        "eos_token_id": list(stop_ids) or [-1],
+        "pad_token_id": stop_ids[0] if stop_ids else model.generation_config.pad_token_id,
+        **({"temperature": options.temperature, "top_p": options.top_p} if sampling else {}),
+    }
+
+
 class _TokenQueue:
     """A transformers streamer that hands new token ids to the consuming thread."""
 
@@ -65,18 +79,7 @@ def stream_tokens(
         prompt = {"input_ids": input_ids, "attention_mask": torch.ones_like(input_ids)}
     else:
         prompt = {"inputs_embeds": inputs_embeds, "attention_mask": attention_mask}
-    sampling = options.temperature > 0
-    kwargs = {
-        **prompt,
-        "max_new_tokens": options.max_new_tokens,
-        "do_sample": sampling,
-        "repetition_penalty": options.repetition_penalty,
-        # No stop ids means "run to max_new_tokens", so the model's own eos must not apply either.
-        "eos_token_id": list(stop_ids) or [-1],
-        "pad_token_id": stop_ids[0] if stop_ids else model.generation_config.pad_token_id,
-        "streamer": streamer,
-        **({"temperature": options.temperature, "top_p": options.top_p} if sampling else {}),
-    }
+    kwargs = {**prompt, **generation_kwargs(model, stop_ids, options), "streamer": streamer}
 
     def work() -> None:
         try:
@@ -110,17 +113,9 @@ def generate_batch(
     import torch
 
     torch.manual_seed(options.seed)
-    sampling = options.temperature > 0
     with torch.inference_mode():
         out = model.generate(
-            inputs_embeds=inputs_embeds,
-            attention_mask=attention_mask,
-            max_new_tokens=options.max_new_tokens,
-            do_sample=sampling,
-            repetition_penalty=options.repetition_penalty,
-            eos_token_id=list(stop_ids) or [-1],
-            pad_token_id=stop_ids[0] if stop_ids else model.generation_config.pad_token_id,
-            **({"temperature": options.temperature, "top_p": options.top_p} if sampling else {}),
+            inputs_embeds=inputs_embeds, attention_mask=attention_mask, **generation_kwargs(model, stop_ids, options)
         )
     stops = set(stop_ids)
     rows = []

@@ -17,6 +17,7 @@ from polyglm.platform.fusion import MediaFeatures, build_batch, ensure_placehold
 from polyglm.platform.inventory import ADAPTER_ROOT
 from polyglm.platform.loader import Platform
 from polyglm.platform.locate import resolve_part
+from polyglm.platform.recipes import hash_into
 
 MODALITY_ROLE = {"image": "vision", "audio": "speech"}
 
@@ -42,11 +43,16 @@ def weights_hash(path: Path) -> str:
     if signature not in memo:
         digest = hashlib.sha256()
         for file in files:
-            with open(file, "rb") as handle:
-                while block := handle.read(1 << 22):
-                    digest.update(block)
+            hash_into(digest, file)
         memo[signature] = digest.hexdigest()[:16]
     return memo[signature]
+
+
+def load_media(modality: str, source: Path | bytes, **kwargs: Any) -> Any:
+    """A decoded image (PIL) or 16 kHz mono clip (numpy), with media.py's checks and clear errors."""
+    from polyglm.platform import media
+
+    return (media.load_image if modality == "image" else media.load_audio)(source, **kwargs)
 
 
 def part_identity(platform: Platform, role: str) -> tuple[str, str]:
@@ -80,6 +86,10 @@ class MultimodalModel:
     def encoder_features_audio(self, clips: Sequence[Any]) -> list[torch.Tensor]:
         return [f.float() for f in self.platform.speech.encode_clips(clips)]
 
+    def encoder_features(self, modality: str, media: Sequence[Any]) -> list[torch.Tensor]:
+        encode = self.encoder_features_images if modality == "image" else self.encoder_features_audio
+        return encode(media)
+
     def project(
         self, modality: str, features: Sequence[torch.Tensor], names: Sequence[str] = ()
     ) -> list[MediaFeatures]:
@@ -99,17 +109,16 @@ class MultimodalModel:
         from polyglm.platform import media
         from polyglm.platform.errors import InputError
 
-        load = media.load_image if modality == "image" else media.load_audio
         names = list(names) or [s.name if isinstance(s, Path) else f"upload {i + 1}" for i, s in enumerate(sources)]
         decoded, errors = {}, {}
         for index, (source, name) in enumerate(zip(sources, names, strict=True)):
             try:
-                decoded[index] = load(source, name=name, limits=limits or media.DEFAULT_LIMITS)
+                decoded[index] = load_media(modality, source, name=name, limits=limits or media.DEFAULT_LIMITS)
             except InputError as exc:
                 errors[index] = str(exc)
-        encode = self.encoder_features_images if modality == "image" else self.encoder_features_audio
         good = sorted(decoded)
-        projected = self.project(modality, encode([decoded[i] for i in good]), [names[i] for i in good]) if good else []
+        features = self.encoder_features(modality, [decoded[i] for i in good]) if good else []
+        projected = self.project(modality, features, [names[i] for i in good]) if good else []
         features = dict(zip(good, projected, strict=True))
         return [EncodedFile(names[i], features.get(i), errors.get(i)) for i in range(len(names))]
 

@@ -13,6 +13,7 @@ import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from polyglm.platform import tiny
 from polyglm.platform.errors import PrepareError
@@ -47,11 +48,16 @@ class Recipe:
     licence: str = "unknown"  # licence of the weights
 
 
-def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
+def hash_into(digest: Any, path: Path, chunk: int = 1 << 22) -> None:
+    """Feed a file's bytes to `digest` in chunks (weight files are hundreds of MB)."""
     with open(path, "rb") as handle:
         while block := handle.read(chunk):
             digest.update(block)
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    hash_into(digest, path)
     return digest.hexdigest()
 
 
