@@ -80,6 +80,28 @@ def cmd_scenarios_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_scenarios_eval(args: argparse.Namespace) -> int:
+    from polyglm.pipelines.scenario_eval import EvalOptions, evaluate_scenario
+
+    options = EvalOptions(
+        scenario=args.scenario, profile=args.profile, out=Path(args.out) if args.out else None, limit=args.limit,
+        langs=tuple(args.lang or ()), finetuned=args.finetuned, retry_failed=args.retry_failed,
+    )  # fmt: skip
+    summary = evaluate_scenario(options)
+    if args.json:
+        print(json.dumps(summary, ensure_ascii=False, indent=2))
+        return 0
+    print(f"{summary['scenario']} on {summary['profile']}: {summary['items']} items, {len(summary['failed'])} failed")
+    for name, value in summary["metrics"].items():
+        print(f"  {name:24s} {'n/a' if value is None else f'{value:.3f}'}")
+    for name, report in summary["labels"].items():
+        print(f"  {name}: majority baseline {report['majority_baseline']:.3f}, macro-F1 {report['macro_f1']}")
+    for failure in summary["failed"]:
+        print(f"  failed {failure['id']}: {failure['error']}")
+    print(f"results, summary.json and plots in {options.folder}")
+    return 0
+
+
 def cmd_chat(args: argparse.Namespace) -> int:
     from polyglm.pipelines.chat import reply, stream_reply
     from polyglm.platform.engine import GenerationOptions
@@ -217,6 +239,16 @@ def build_parser() -> argparse.ArgumentParser:
     scenario_list = scenario_cmds.add_parser("list", help="packs with languages, tools, kb, data and eval sizes")
     scenario_list.add_argument("--json", action="store_true")
     scenario_list.set_defaults(handler=cmd_scenarios_list)
+    scenario_eval = scenario_cmds.add_parser("eval", help="score a pack's eval set end to end (resumable)")
+    scenario_eval.add_argument("scenario", help="pack name (see `polyglm scenarios list`)")
+    _profile_arg(scenario_eval)
+    scenario_eval.add_argument("--limit", type=int, help="only the first N items")
+    scenario_eval.add_argument("--lang", action="append", choices=["zh", "en"], help="only this language (repeatable)")
+    scenario_eval.add_argument("--finetuned", action="store_true", help="apply the scenario's default LoRA first")
+    scenario_eval.add_argument("--retry-failed", action="store_true", help="redo items that failed last time")
+    scenario_eval.add_argument("--out", help="results folder (default runs/eval/PROFILE-SCENARIO); rerun resumes")
+    scenario_eval.add_argument("--json", action="store_true", help="print the summary as JSON")
+    scenario_eval.set_defaults(handler=cmd_scenarios_eval)
 
     chat = commands.add_parser("chat", help="chat with the profile's language model")
     _profile_arg(chat)

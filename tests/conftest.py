@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import random
+from pathlib import Path
 
 import pytest
 
@@ -44,3 +45,11 @@ def offline_platform():
 
     prepare_profile(load_profile("offline"))  # a no-op after `make test`'s prepare step
     return load_platform("offline", device="cpu")
+
+
+@pytest.fixture
+def isolated_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """POLYGLM_CACHE in a temporary folder: tool state and indexes never touch the user's cache."""
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("POLYGLM_CACHE", str(cache))
+    return cache

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -123,3 +123,51 @@ def generate_batch(
         cut = next((i for i, token in enumerate(row) if token in stops), len(row))
         rows.append(row[:cut])
     return rows
+
+
+def choose_labels(
+    model: Any, tokenizer: Any, prompt_ids: Sequence[int], label_sets: Mapping[str, Sequence[str]]
+) -> dict[str, dict[str, Any]]:
+    """Constrained decoding of a one-line JSON answer {"set": "label", ...}: for each label set, every
+    allowed label (with its closing quote) is scored by the model after the prompt and the labels
+    already chosen; the most probable one is kept. Returns set -> {"label", "probabilities"}.
+
+    The prompt is run once; each candidate reuses its key/value cache, cropped back afterwards, so a
+    label costs a forward pass over its own few tokens only.
+    """
+    import torch
+    from transformers import DynamicCache
+
+    cache = DynamicCache()
+
+    def encode(text: str) -> list[int]:
+        return tokenizer.encode(text, add_special_tokens=False)
+
+    @torch.inference_mode()
+    def log_probs(ids: Sequence[int]) -> torch.Tensor:
+        tensor = torch.tensor([list(ids)], device=model.device)
+        logits = model(input_ids=tensor, cache=cache, use_cache=True).logits[0]
+        return logits.float().log_softmax(-1)
+
+    chosen: dict[str, dict[str, Any]] = {}
+    pending = [*prompt_ids, *encode('{"')]
+    for name, labels in label_sets.items():
+        last = log_probs([*pending, *encode(f'{name}": "')])[-1]
+        settled = cache.get_seq_length()
+        scores = {}
+        for label in labels:
+            ids = encode(f'{label}"')
+            total = last[ids[0]].item()
+            if len(ids) > 1:
+                rest = log_probs(ids[:-1])
+                total += sum(rest[i, token].item() for i, token in enumerate(ids[1:]))
+                cache.crop(settled - cache.get_seq_length())  # negative: tokens to drop
+            scores[label] = total
+        probabilities = torch.tensor(list(scores.values())).softmax(0).tolist()
+        best = max(scores, key=scores.get)
+        chosen[name] = {
+            "label": best,
+            "probabilities": dict(zip(scores, [round(p, 4) for p in probabilities], strict=True)),
+        }
+        pending = encode(f'{best}", "')
+    return chosen

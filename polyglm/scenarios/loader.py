@@ -249,13 +249,13 @@ def _parse_knowledge_base(where: _Where, value: Any) -> KnowledgeBaseConfig:
     )
 
 
-def _parse_tools(where: _Where, value: Any) -> tuple[str, ...]:
+def _parse_function_names(where: _Where, value: Any) -> tuple[str, ...]:
     names = _text_list(where, value)
     for index, name in enumerate(names):
         if not _TOOL_NAME.match(name):
             raise where.at(index).fail(f"{name!r} is not a Python function name")
     if len(set(names)) != len(names):
-        raise where.fail(f"names a tool twice: {list(names)}")
+        raise where.fail(f"names a function twice: {list(names)}")
     return names
 
 
@@ -272,7 +272,18 @@ def _parse_safety(where: _Where, value: Any) -> SafetyConfig:
         rules=_per_language(where.at("rules"), safety.get("rules"), _text_list),
         refuse_topics=_text_list(where.at("refuse_topics"), safety.get("refuse_topics", [])),
         escalation=_per_language(where.at("escalation"), safety.get("escalation"), _text),
+        escalate_on=_per_language(where.at("escalate_on"), safety.get("escalate_on", {}), _patterns, every=False),
     )
+
+
+def _patterns(where: _Where, value: Any) -> tuple[str, ...]:
+    patterns = _text_list(where, value)
+    for index, pattern in enumerate(patterns):
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            raise where.at(index).fail(f"{pattern!r} is not a valid regular expression: {exc}") from None
+    return patterns
 
 
 def _parse_generation(where: _Where, value: Any) -> GenerationConfig:
@@ -302,7 +313,8 @@ _FIELDS: Mapping[str, _Field] = MappingProxyType(
         "few_shot": _Field(_parse_few_shot, default={}),
         "labels": _Field(_parse_labels, default={}),
         "knowledge_base": _Field(_parse_knowledge_base),
-        "tools": _Field(_parse_tools, default=[]),
+        "tools": _Field(_parse_function_names, default=[]),
+        "planners": _Field(_parse_function_names, default=[]),
         "finetune_data": _Field(_parse_data_file),
         "eval_set": _Field(_parse_data_file),
         "safety": _Field(_parse_safety),

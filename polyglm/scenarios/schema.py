@@ -92,6 +92,9 @@ class SafetyConfig:
     rules: Mapping[str, tuple[str, ...]]  # language -> rules
     refuse_topics: tuple[str, ...]  # out-of-scope topics (free text)
     escalation: Mapping[str, str]  # language -> what to say when handing off
+    # language -> regular expressions (case-insensitive); a user message matching one is escalated
+    # before and regardless of generation: the escalation text opens the answer
+    escalate_on: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -116,6 +119,7 @@ class ScenarioPack:
     labels: Mapping[str, tuple[str, ...]]  # label set name -> labels (classification packs only)
     knowledge_base: KnowledgeBaseConfig  # documents and retrieval settings
     tools: tuple[str, ...]  # names of @tool functions in tools.py, in prompt order
+    planners: tuple[str, ...]  # names of @planner functions in tools.py: rule-decided calls before generation
     finetune_data: Path  # train.jsonl
     eval_set: Path  # eval.jsonl
     safety: SafetyConfig  # rules, refused topics, escalation text

@@ -28,6 +28,7 @@ from polyglm.scenarios.schema import ScenarioError, ScenarioPack
 
 DEFAULT_TIMEOUT_S = 5.0
 TOOL_ATTRIBUTE = "__polyglm_tool__"
+PLANNER_ATTRIBUTE = "__polyglm_planner__"
 _PACK_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 
 
@@ -83,7 +84,16 @@ class ToolCall:
         }
 
 
-# ---------------------------------------------------------------- the decorator
+@dataclass(frozen=True)
+class PlannedCall:
+    """A tool call a pack's rules decided on before the model speaks (see `planner`)."""
+
+    name: str  # a tool of the same pack
+    arguments: dict[str, Any]  # checked against the tool's schema like a model's arguments
+    reason: str  # why the rule fired, shown in the chat trace
+
+
+# ---------------------------------------------------------------- the decorators
 
 
 def tool(function: Callable | None = None, *, timeout_s: float = DEFAULT_TIMEOUT_S):
@@ -94,6 +104,22 @@ def tool(function: Callable | None = None, *, timeout_s: float = DEFAULT_TIMEOUT
         return fn
 
     return decorate(function) if function is not None else decorate
+
+
+def planner(fn: Callable) -> Callable:
+    """Mark `fn(message: str, lang: str)` as a pack planner (named in `planners:`).
+
+    It returns a list of `PlannedCall`s, or is a generator that yields them one at a time and is
+    sent each call's `ToolCall` back, so a later step can depend on an earlier result (a refund
+    that needs review is then handed to a person).
+
+    Planners are deterministic screens that run before generation on every user message: the
+    safety-critical or slot-filling calls (red-flag triage, an order id in the message) must not
+    depend on whether a small model happens to emit a tool call. The model still sees the results
+    and may call further tools itself.
+    """
+    setattr(fn, PLANNER_ATTRIBUTE, True)
+    return fn
 
 
 def build_spec(fn: Callable, timeout_s: float = DEFAULT_TIMEOUT_S) -> ToolSpec:
@@ -392,6 +418,35 @@ def _check_result(spec: ToolSpec, result: Any) -> None:
         raise ScenarioError(f"tool `{spec.name}` must return a JSON-serialisable dict, got {type(result).__name__}")
 
 
+def run_planners(
+    planners: Sequence[Callable], tools: Mapping[str, Callable], message: str, lang: str
+) -> list[tuple[PlannedCall, ToolCall]]:
+    """Every planned call of every planner, run in order, with its reason. A planner's own bug propagates."""
+    done: list[tuple[PlannedCall, ToolCall]] = []
+
+    def run(planned: PlannedCall) -> ToolCall:
+        fn = tools.get(planned.name)
+        if fn is None:
+            raise ScenarioError(f"a planner chose `{planned.name}`, which is not one of the tools {sorted(tools)}")
+        call = call_tool(fn, planned.arguments)
+        done.append((planned, call))
+        return call
+
+    for plan in planners:
+        steps = plan(message, lang)
+        if isinstance(steps, types.GeneratorType):
+            try:
+                planned = next(steps)
+                while True:
+                    planned = steps.send(run(planned))
+            except StopIteration:
+                pass
+        else:
+            for planned in steps:
+                run(planned)
+    return done
+
+
 # ---------------------------------------------------------------- packs
 
 
@@ -415,7 +470,15 @@ def load_tools(pack: ScenarioPack) -> list[Callable]:
     if not pack.tools:
         return []
     module = import_tools_module(pack)
-    return [_named_tool(pack, module, name) for name in pack.tools]
+    return [_named(pack, module, name, "tools", TOOL_ATTRIBUTE, "@tool") for name in pack.tools]
+
+
+def load_planners(pack: ScenarioPack) -> list[Callable]:
+    """The pack's @planner functions named in scenario.yaml `planners:`, in that order."""
+    if not pack.planners:
+        return []
+    module = import_tools_module(pack)
+    return [_named(pack, module, name, "planners", PLANNER_ATTRIBUTE, "@planner") for name in pack.planners]
 
 
 def import_tools_module(pack: ScenarioPack) -> types.ModuleType:
@@ -440,16 +503,18 @@ def import_tools_module(pack: ScenarioPack) -> types.ModuleType:
     return module
 
 
-def _named_tool(pack: ScenarioPack, module: types.ModuleType, name: str) -> Callable:
+def _named(
+    pack: ScenarioPack, module: types.ModuleType, name: str, field: str, marker: str, decorator: str
+) -> Callable:
     fn = getattr(module, name, None)
     if fn is None:
         raise ScenarioError(
-            f"scenario pack {pack.name!r}: {pack.manifest}: field `tools` names `{name}`, "
+            f"scenario pack {pack.name!r}: {pack.manifest}: field `{field}` names `{name}`, "
             f"but {pack.tools_file} defines no function of that name"
         )
-    if not isinstance(getattr(fn, TOOL_ATTRIBUTE, None), ToolSpec):
+    if not getattr(fn, marker, None):
         raise ScenarioError(
-            f"scenario pack {pack.name!r}: {pack.tools_file}: `{name}` is not decorated with @tool "
-            "(from polyglm.scenarios.tooling import tool)"
+            f"scenario pack {pack.name!r}: {pack.tools_file}: `{name}` is not decorated with {decorator} "
+            f"(from polyglm.scenarios.tooling import {decorator[1:]})"
         )
     return fn

@@ -51,10 +51,10 @@ def test_tool_call_runs_and_its_result_feeds_the_next_turn(tiny_platform, monkey
     assistant = scenario_assistant(tiny_platform, "customer_service", "en")
     seen = _scripted(assistant, [render_tool_call("order_lookup", {"order_id": "A10023"}), "Your order is on its way."],
                      monkeypatch)  # fmt: skip
-    reply = assistant.respond("Where is my order A10023?")
+    reply = assistant.respond("Where is my order? I forgot the number.")  # no id: the model decides alone
     assert reply.answer == "Your order is on its way."
     [call] = reply.tool_calls
-    assert call["name"] == "order_lookup" and call["error"] is None and call["result"]
+    assert call["name"] == "order_lookup" and call["error"] is None and call["result"] and call["source"] == "model"
     observation = seen[1][-1]
     assert observation["role"] == "observation" and json.loads(observation["content"]) == call["result"]
     assert [step["step"] for step in reply.trace] == ["retrieve", "generate", "tool", "generate"]
@@ -65,7 +65,7 @@ def test_bad_tool_calls_become_errors_in_the_trace(tiny_platform, monkeypatch):
     _scripted(assistant, [render_tool_call("order_lookup", {"order_id": "A10023' OR '1'='1"}),
                           render_tool_call("drop_tables", {}), "Sorry, I could not find that order."],
               monkeypatch)  # fmt: skip
-    reply = assistant.respond("Where is my order A10023' OR '1'='1?")
+    reply = assistant.respond("Where is my order?")
     injection, unknown = reply.tool_calls
     assert injection["result"] is None and "order" in injection["error"].lower()
     assert unknown["error"].startswith("unknown tool 'drop_tables'")
@@ -76,7 +76,7 @@ def test_tool_rounds_are_bounded(tiny_platform, monkeypatch):
     assistant = scenario_assistant(tiny_platform, "customer_service", "en")
     call = render_tool_call("order_lookup", {"order_id": "A10023"})
     _scripted(assistant, [call] * 10, monkeypatch)
-    reply = assistant.respond("Where is my order A10023?")
+    reply = assistant.respond("Where is my order?")
     assert len(reply.tool_calls) == assistant.max_tool_rounds and reply.answer == ""
 
 
@@ -154,3 +154,124 @@ def test_injection_inside_ocr_text_does_not_change_the_offline_assistant(offline
     )
     assert "PWNED" in reply.trace[0]["text"].replace(" ", "")  # the model was shown the text...
     assert "PWNED" not in reply.answer.upper() and not reply.tool_calls  # ...and did not obey it
+
+
+# ---------------------------------------------------------------- planners and escalation (before generation)
+
+
+def test_red_flag_is_escalated_even_when_the_model_ignores_it(tiny_platform, monkeypatch):
+    assistant = scenario_assistant(tiny_platform, "medical", "en")
+    seen = _scripted(assistant, ["Drink some water and rest."], monkeypatch)
+    reply = assistant.respond("My dad is 61 and has crushing chest pain and is sweating, started 20 minutes ago.")
+    [triage] = reply.tool_calls
+    assert triage["source"] == "planner" and triage["result"]["level"] == "emergency"
+    assert triage["arguments"]["age_years"] == 61 and triage["arguments"]["duration_hours"] == pytest.approx(0.33)
+    assert reply.escalated and reply.answer.startswith(assistant.pack.safety.escalation["en"])
+    assert reply.answer.endswith("Drink some water and rest.")
+    assert seen[0][-1]["role"] == "observation"  # the model saw the triage result before answering
+
+
+def test_negated_symptoms_and_plain_questions_run_no_triage(tiny_platform, monkeypatch):
+    assistant = scenario_assistant(tiny_platform, "medical", "en")
+    _scripted(assistant, ["Keep them cool and dry."], monkeypatch)
+    reply = assistant.respond("How should I store my medicines at home?")
+    assert not reply.tool_calls and not reply.escalated and reply.answer == "Keep them cool and dry."
+
+
+def test_two_medicines_in_a_message_are_checked_for_interactions(tiny_platform, monkeypatch):
+    assistant = scenario_assistant(tiny_platform, "medical", "zh")
+    _scripted(assistant, ["请咨询药师。"], monkeypatch)
+    [call] = assistant.respond("吃着华法林，能吃布洛芬吗？").tool_calls
+    assert call["name"] == "drug_interactions" and call["result"]["interactions"]
+
+
+@pytest.mark.usefixtures("isolated_cache")
+def test_refund_that_needs_review_is_handed_to_a_person(tiny_platform, monkeypatch):
+    assistant = scenario_assistant(tiny_platform, "customer_service", "en")
+    _scripted(assistant, ["Sorry about that."], monkeypatch)
+    reply = assistant.respond("Order A10038 was damaged, I only opened it today.")
+    refund, handoff = reply.tool_calls
+    assert refund["name"] == "refund_eligibility" and refund["arguments"]["reason"] == "damaged_in_transit"
+    assert handoff["name"] == "handoff_to_human" and reply.escalated
+
+
+@pytest.mark.usefixtures("isolated_cache")
+def test_sql_in_a_message_never_reaches_a_tool(tiny_platform, monkeypatch):
+    assistant = scenario_assistant(tiny_platform, "customer_service", "en")
+    _scripted(assistant, ["Here is your order."], monkeypatch)
+    [call] = assistant.respond("Look up order A10023' OR '1'='1").tool_calls
+    assert call["arguments"] == {"order_id": "A10023"} and call["result"]["order_id"] == "A10023"
+
+
+@pytest.mark.parametrize(
+    ("message", "problem", "answer", "correct"),
+    [
+        ("I got x = 6 for 3x - 4 = 14. Right?", "3x - 4 = 14", "x = 6", True),
+        ("方程组 2x + y = 10，x - y = 2，我算的 x = 4，y = 2。", "2x + y = 10; x - y = 2", "x = 4, y = 2", True),
+        ("Factorise x^2 - 36. I got (x - 6)(x + 7).", "factor x^2 - 36", "(x - 6)(x + 7)", False),
+        ("Solve 9x - 4 = 5x + 8\n4x = 12\nx = 3", "9x - 4 = 5x + 8", "x = 3", True),
+    ],
+)  # fmt: skip
+def test_a_stated_answer_is_checked_with_sympy_first(tiny_platform, monkeypatch, message, problem, answer, correct):
+    assistant = scenario_assistant(tiny_platform, "education", "en")
+    _scripted(assistant, ["Let's see."], monkeypatch)
+    [call] = assistant.respond(message).tool_calls
+    assert call["arguments"] == {"problem": problem, "answer": answer} and call["result"]["correct"] is correct
+
+
+def test_escalate_on_patterns_stop_the_lesson(tiny_platform, monkeypatch):
+    assistant = scenario_assistant(tiny_platform, "education", "en")
+    _scripted(assistant, ["Let's do fractions."], monkeypatch)
+    reply = assistant.respond("Some kids said they will beat me up after school.")
+    assert reply.escalated and reply.answer.startswith(assistant.pack.safety.escalation["en"])
+    assert {"step": "escalate", "matched": "beat me"} in reply.trace
+
+
+# ---------------------------------------------------------------- classification by constrained scoring
+
+
+def test_classify_returns_valid_labels_with_probabilities(tiny_platform):
+    assistant = scenario_assistant(tiny_platform, "social_sentiment", "en")
+    labels = assistant.classify("Best day ever!!! Got the job 🎉")
+    assert set(labels) == set(assistant.pack.labels)
+    for name, result in labels.items():
+        assert result["label"] in assistant.pack.labels[name]
+        assert sum(result["probabilities"].values()) == pytest.approx(1.0, abs=1e-3)
+        assert result["label"] == max(result["probabilities"], key=result["probabilities"].get)
+
+
+def test_classify_is_refused_for_packs_without_labels(tiny_platform):
+    with pytest.raises(InputError, match="no `labels:`"):
+        scenario_assistant(tiny_platform, "medical", "en").classify("hello")
+
+
+def test_label_scores_match_a_full_forward_pass(tiny_platform):
+    """The cached, cropped scoring gives the same probabilities as scoring each label from scratch."""
+    import torch
+
+    from polyglm.platform.engine import choose_labels
+
+    lm = tiny_platform.lm
+    prompt = lm.chat_ids([{"role": "user", "content": "Rate this: great food, rude staff."}])
+    labels = {"polarity": ["positive", "neutral", "negative"], "emotion": ["joy", "anger"]}
+    chosen = choose_labels(lm.model, lm.tokenizer, prompt, labels)
+
+    def from_scratch(prefix: str, label: str) -> float:
+        head = prompt + lm.tokenizer.encode(prefix, add_special_tokens=False)
+        tail = lm.tokenizer.encode(f'{label}"', add_special_tokens=False)
+        with torch.inference_mode():
+            logp = lm.model(input_ids=torch.tensor([head + tail])).logits[0].float().log_softmax(-1)
+        return sum(logp[len(head) - 1 + i, t].item() for i, t in enumerate(tail))
+
+    polarity = torch.tensor([from_scratch('{"polarity": "', lab) for lab in labels["polarity"]]).softmax(0)
+    assert list(chosen["polarity"]["probabilities"].values()) == pytest.approx(polarity.tolist(), abs=2e-3)
+
+
+def test_labels_in_a_generated_answer_are_read_when_valid():
+    from polyglm.pipelines.scenario_chat import labels_in_answer
+
+    sets = {"polarity": ("positive", "neutral", "negative"), "intensity": ("1", "2", "3", "4", "5")}
+    assert labels_in_answer('{"polarity": "Negative", "intensity": 4, "rationale": "x"}', sets) == {
+        "polarity": "negative", "intensity": "4"}  # fmt: skip
+    assert labels_in_answer('{"polarity": "furious", "intensity": 9}', sets) == {}
+    assert labels_in_answer("no json here", sets) == {}

@@ -125,11 +125,3 @@ def packs_dir(tmp_path: Path) -> Path:
     folder = tmp_path / "packs"
     folder.mkdir()
     return folder
-
-
-@pytest.fixture
-def isolated_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """POLYGLM_CACHE in a temporary folder: tool state and indexes never touch the user's cache."""
-    cache = tmp_path / "cache"
-    monkeypatch.setenv("POLYGLM_CACHE", str(cache))
-    return cache

@@ -22,7 +22,7 @@ from datetime import date
 from pathlib import Path
 from typing import Literal
 
-from polyglm.scenarios.tooling import state_dir, tool
+from polyglm.scenarios.tooling import PlannedCall, planner, state_dir, tool
 
 PACK = "customer_service"
 SEED = Path(__file__).parent / "data" / "orders.sql"
@@ -379,4 +379,65 @@ def handoff_to_human(summary: str, urgency: Literal["low", "normal", "high"]) ->
     ticket = {"ticket_id": f"H{number}", "urgency": urgency, "expected_wait_minutes": WAIT_MINUTES[urgency]}
     with queue.open("a", encoding="utf-8") as out:
         out.write(json.dumps({**ticket, "summary": text}, ensure_ascii=False) + "\n")
-    return {**ticket, "agent_hours": "09:00-22:00 Beijing time"}
+    return {**ticket, "agent_hours": "09:00-22:00 Beijing time", "escalate": True}
+
+
+# ---------------------------------------------------------------- planners (before generation)
+
+ORDER_IN_TEXT = re.compile(r"(?<![A-Za-z0-9])([A-Za-z][0-9]{5})(?![0-9])")
+# First match wins, most specific first: "the refund never arrived" is not a change of mind.
+REFUND_REASONS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
+    (reason, re.compile(words, re.IGNORECASE))
+    for reason, words in (
+        ("not_received", r"not (?:yet )?received|never (?:arrived|came|got)|(?:hasn't|has not|didn't|did not|haven't) "
+                         r"(?:arrived|come|got|received)|没收到|未收到|没到|还没到货|一直没收到"),
+        ("wrong_item", r"\bwrong\b|not what I ordered|发错|错发|不是我买的|不是我订的"),
+        ("damaged_in_transit", r"\bdent|damaged|crushed|smashed|cracked|arrived broken|压坏|摔坏|破损|磕坏|凹|碎了"),
+        ("defective", r"broken|stopped working|doesn't work|does not work|not working|won't (?:turn on|charge|start)|"
+                      r"faulty|defective|坏了|不转|不工作|故障|开不了机|充不进电|不能用"),
+        ("changed_mind", r"changed? my mind|don't want|do not want|no longer want|\breturn\b|send (?:it )?back|"
+                         r"\brefund\b|不想要|不要了|退货|退款|能退|想退"),
+    )
+)  # fmt: skip
+HANDOFF_TRIGGERS: tuple[tuple[str, str, re.Pattern[str]], ...] = tuple(
+    (label, urgency, re.compile(words, re.IGNORECASE))
+    for label, urgency, words in (
+        ("Safety problem", "high", r"spark|smok(?:e|ing)|fire|flames?|burning smell|bulg|swell|swollen|explod|melt|"
+                                   r"electric shock|冒火花|冒烟|起火|着火|烧焦|鼓包|爆炸|漏电|触电"),
+        ("Billing problem", "high", r"charged twice|double[- ]charged|charged two times|unauthori[sz]ed|fraud|"
+                                    r"重复扣款|扣了两次|多扣|盗刷"),
+        ("Customer asked for a person", "normal", r"\b(?:human|manager|supervisor|real person|agent)\b|"
+                                                  r"人工|真人|经理|主管|投诉"),
+    )
+)  # fmt: skip
+
+
+def refund_reason(message: str) -> str | None:
+    """The refund reason a message states, or None when it does not ask for a refund or return."""
+    return next((reason for reason, pattern in REFUND_REASONS if pattern.search(message)), None)
+
+
+@planner
+def plan_order_requests(message: str, lang: str):
+    """An order id in the message: check refund eligibility when a refund is asked for, else look it up."""
+    reason = refund_reason(message)
+    for order_id in dict.fromkeys(m.upper() for m in ORDER_IN_TEXT.findall(message)):
+        if reason is None:
+            yield PlannedCall("order_lookup", {"order_id": order_id}, f"the message names order {order_id}")
+            continue
+        checked = yield PlannedCall(
+            "refund_eligibility", {"order_id": order_id, "reason": reason}, f"order {order_id}: {reason}"
+        )
+        if checked.ok and checked.result.get("needs_review"):
+            summary = f"Order {order_id}, {reason}: the refund rules need a review. Customer wrote: {message[:300]}"
+            yield PlannedCall("handoff_to_human", {"summary": summary, "urgency": "normal"}, "refund needs review")
+
+
+@planner
+def plan_handoff(message: str, lang: str) -> list[PlannedCall]:
+    """Safety problems, billing errors and explicit requests for a person go to a human at once."""
+    for label, urgency, pattern in HANDOFF_TRIGGERS:
+        if pattern.search(message):
+            summary = f"{label}. Customer wrote: {' '.join(message.split())[:300]}"
+            return [PlannedCall("handoff_to_human", {"summary": summary, "urgency": urgency}, label.lower())]
+    return []

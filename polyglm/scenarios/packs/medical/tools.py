@@ -18,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from polyglm.scenarios.tooling import tool
+from polyglm.scenarios.tooling import PlannedCall, planner, tool
 
 DATA = Path(__file__).parent / "data"
 _TRIAGE = json.loads((DATA / "triage_rules.json").read_text(encoding="utf-8"))
@@ -255,6 +255,7 @@ def triage(symptoms: list[str], age_years: int, duration_hours: float) -> dict:
         advice = " ".join([call, *(texts[rid]["advice"][lang] for rid, lvl in fired if lvl == level)])
     return {
         "level": level,
+        "escalate": level == "emergency",  # the chat opens its answer with the pack's escalation text
         "matched_rules": [{"id": rid, "level": lvl, "reason": texts[rid]["reason"][lang]} for rid, lvl in fired],
         "advice": advice,
         "leaflets": _leaflets(facts, level, lang),
@@ -334,3 +335,79 @@ def drug_interactions(drugs: list[str]) -> dict:
         "unknown": [given for given, generic in found if not generic],
         "disclaimer": _TABLE["disclaimer"][lang],
     }
+
+
+# ----------------------------------------------------------------------------- planners (before generation)
+
+CONTEXT_GROUPS = {"blood_thinner", "pregnancy"}  # facts that change the rules but are not symptoms themselves
+ASSUMED_AGE = 40  # when no age is stated: old enough that age-dependent red flags (chest pain) still fire
+_AGE_IN_TEXT = (
+    re.compile(r"(\d{1,3})[\s-]*(?:years?|yrs?|y)[\s-]*old"),
+    re.compile(
+        r"(?:i'?m|i am|is|he'?s|she'?s|aged?)\s*(?:about|around|nearly|almost)?\s*(\d{1,3})\b"
+        r"(?!\.\d|\d|\s*(?:min|hour|hr|day|week|month|°|kg|degrees?|c\b|f\b))"  # not "is 38.5", "15 minutes"
+    ),
+    re.compile(r"(\d{1,3})\s*(?:周岁|岁)"),
+)
+_DURATION_IN_TEXT = re.compile(
+    r"(?<!出生)(?<!出生 )(\d+(?:\.\d+)?|half an?|an?)\s*"  # "出生 5 周" is an age
+    r"(minutes?|mins?|hours?|hrs?|days?|weeks?|months?|分钟|小时|天|周|星期|个月)(?![\s-]*old|大)"
+)
+_HOURS_PER = {"min": 1 / 60, "hou": 1, "hrs": 1, "hr": 1, "day": 24, "wee": 168, "mon": 720, "分钟": 1 / 60,
+              "小时": 1, "天": 24, "周": 168, "星期": 168, "个月": 720}  # fmt: skip
+_DRUG_NAMES = sorted({n for g, info in DRUGS.items() for n in (g, info["zh"], *info["aliases"])}, key=len, reverse=True)
+_DRUG_IN_TEXT = re.compile(
+    "|".join(r"(?<![a-z])" + re.escape(n.lower()) if n.isascii() else re.escape(n) for n in _DRUG_NAMES)
+)
+
+
+def _stated_age(text: str) -> int | None:
+    if _infant_months(text) is not None or re.search(r"\bbaby\b|\binfant\b|宝宝|婴儿", text):
+        return 0
+    for pattern in _AGE_IN_TEXT:
+        match = pattern.search(text)
+        if match and int(match.group(1)) <= 120:
+            return int(match.group(1))
+    return None
+
+
+def _stated_hours(text: str) -> float | None:
+    """How long it has lasted where the text says so ("15 minutes ago", "5 days", "半天", "两个小时")."""
+    if "半天" in text:
+        return 12.0
+    for word, digits in _ZH_NUMBERS.items():
+        text = text.replace(word + "个小时", digits + "小时").replace(word + "天", digits + "天")
+    match = _DURATION_IN_TEXT.search(text)
+    if not match:
+        return None
+    amount = {"half a": 0.5, "half an": 0.5, "a": 1.0, "an": 1.0}.get(match.group(1))
+    amount = float(match.group(1)) if amount is None else amount
+    unit = match.group(2)
+    return amount * next(hours for prefix, hours in _HOURS_PER.items() if unit.startswith(prefix))
+
+
+@planner
+def screen_red_flags(message: str, lang: str) -> list[PlannedCall]:
+    """Run triage on every message that mentions a symptom, so escalation never waits for the model."""
+    text = unicodedata.normalize("NFKC", message).lower()
+    if not any(_has(text, group) for group in GROUPS if group not in CONTEXT_GROUPS):
+        return []
+    age, hours = _stated_age(text), _stated_hours(text)
+    notes = [] if age is not None else [f"age not stated, {ASSUMED_AGE} assumed"]
+    notes += [] if hours is not None else ["duration not stated"]
+    arguments = {"symptoms": [message.strip()[:300]], "age_years": ASSUMED_AGE if age is None else age,
+                 "duration_hours": 0.0 if hours is None else round(hours, 2)}  # fmt: skip
+    return [PlannedCall("triage", arguments, "; ".join(["the message describes symptoms", *notes]))]
+
+
+@planner
+def screen_drug_pairs(message: str, lang: str) -> list[PlannedCall]:
+    """Look up interactions whenever a message names two or more medicines (or alcohol, grapefruit)."""
+    text = unicodedata.normalize("NFKC", message).lower()
+    named: dict[str, str] = {}
+    for match in _DRUG_IN_TEXT.finditer(text):
+        named.setdefault(ALIASES[_key(match.group(0))], match.group(0))
+    if len(named) < 2:
+        return []
+    drugs = list(named.values())[:10]
+    return [PlannedCall("drug_interactions", {"drugs": drugs}, "the message names several medicines")]

@@ -1,0 +1,364 @@
+"""Score a scenario pack's evaluation set end to end through the real scenario chat loop.
+
+Each item of `data/eval.jsonl` (SCHEMA.md) goes through `ScenarioAssistant.respond` (or `classify`
+for items with `expected_label`) on the chosen profile, and is scored on what applies to it:
+
+- facts: share of `expected_facts` found in the answer (NFKC, case-folded, dashes unified);
+- tools: share of `expected_tool_calls` made (by name) and made with the expected arguments;
+- escalation: `must_escalate` items escalated; escalations on other items counted as false alarms;
+- retrieval: whether a `relevant_docs` id is among the cited passages (hit@k);
+- labels: per label set, predicted vs expected (accuracy, macro-F1, confusion matrix).
+
+Results go to `<out>/results.jsonl`, one line per item, appended and flushed as each item finishes,
+so a crashed or interrupted run resumes where it stopped: finished items (passed or failed) are not
+redone, and a half-written last line is dropped. An item that fails (unreadable media, a path outside
+the pack) is recorded with its error and the run goes on. `summary.json` and the plots
+(`metrics.png`, `confusion-<set>.png`) are rebuilt from all records at the end.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+import unicodedata
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from polyglm.platform.errors import InputError, PolyglmError
+from polyglm.platform.loader import Platform
+from polyglm.scenarios.loader import load_pack, read_jsonl
+from polyglm.scenarios.schema import ScenarioPack
+
+RESULTS = "results.jsonl"
+SUMMARY = "summary.json"
+_DASHES = re.compile(r"[\u2010-\u2015\u2212\uff0d~～]")
+
+
+@dataclass(frozen=True)
+class EvalOptions:
+    """What to evaluate and where the results go."""
+
+    scenario: str  # pack name
+    profile: str = "tiny"  # model profile
+    out: Path | None = None  # results folder; default runs/eval/<profile>-<scenario>
+    limit: int | None = None  # first N items (after the language filter); None = all
+    langs: tuple[str, ...] = ()  # only these languages; empty = every language of the pack
+    finetuned: bool = False  # apply the scenario's default LoRA first
+    retry_failed: bool = False  # redo items whose earlier attempt failed
+    packs_dir: Path | None = None  # where packs live; default polyglm/scenarios/packs
+
+    @property
+    def folder(self) -> Path:
+        return self.out or Path("runs") / "eval" / f"{self.profile}-{self.scenario}"
+
+
+# ---------------------------------------------------------------- scoring one item
+
+
+def normalise(text: str) -> str:
+    """Compare text the way a reader would: width, case, dash variants and spacing do not matter."""
+    text = _DASHES.sub("-", unicodedata.normalize("NFKC", text)).casefold()
+    return re.sub(r"\s+", "", text)
+
+
+def facts_found(expected: Sequence[str], answer: str) -> list[bool]:
+    target = normalise(answer)
+    return [normalise(fact) in target for fact in expected]
+
+
+def value_matches(expected: Any, actual: Any) -> bool:
+    """Strings equal after `normalise`; numbers within 10 % (or 0.05); lists item by item; dicts key by key."""
+    if isinstance(expected, bool) or isinstance(actual, bool):
+        return expected == actual
+    if isinstance(expected, int | float) and isinstance(actual, int | float):
+        return abs(expected - actual) <= max(0.05, 0.1 * abs(expected))
+    if isinstance(expected, str) and isinstance(actual, str):
+        return normalise(expected) == normalise(actual)
+    if isinstance(expected, list) and isinstance(actual, list):
+        return len(expected) == len(actual) and all(map(value_matches, expected, actual))
+    if isinstance(expected, dict) and isinstance(actual, dict):
+        return all(key in actual and value_matches(value, actual[key]) for key, value in expected.items())
+    return False
+
+
+def score_tools(expected: Sequence[Mapping], made: Sequence[Mapping]) -> dict[str, Any]:
+    """Which expected calls were made (by name) and which with matching arguments; what was extra."""
+    names = [call["name"] for call in made]
+    called = [call["name"] in names for call in expected]
+    exact = [
+        any(m["name"] == call["name"] and value_matches(call.get("arguments", {}), m["arguments"]) for m in made)
+        for call in expected
+    ]
+    expected_names = {call["name"] for call in expected}
+    return {"called": called, "arguments_match": exact, "unexpected": [n for n in names if n not in expected_names]}
+
+
+def score_labels(expected: Mapping[str, str], predicted: Mapping[str, Mapping]) -> dict[str, dict]:
+    report = {}
+    for name, label in expected.items():
+        if name in predicted:
+            guess = predicted[name]["label"]
+            report[name] = {"expected": str(label), "predicted": guess, "correct": str(label) == guess}
+    return report
+
+
+# ---------------------------------------------------------------- running items
+
+
+def media_path(pack: ScenarioPack, relative: str) -> Path:
+    """A media file named by an eval item, refused when it resolves outside the pack folder."""
+    root = pack.root.resolve()
+    path = (root / relative).resolve()
+    if not path.is_relative_to(root):
+        raise InputError(f"{relative!r} points outside the scenario pack folder {root}; media must live inside it")
+    return path
+
+
+def item_media(pack: ScenarioPack, item: Mapping) -> tuple[list, list[str]]:
+    """(images as PIL, audio paths) of an eval item; unreadable files raise InputError naming the file."""
+    from polyglm.platform.media import load_audio, load_image
+
+    images = [load_image(media_path(pack, item["image"]))] if item.get("image") else []
+    audio = []
+    if item.get("audio"):
+        path = media_path(pack, item["audio"])
+        load_audio(path)  # decode once up front: a corrupt clip fails here with a clear message
+        audio.append(str(path))
+    return images, audio
+
+
+def run_item(assistant: Any, pack: ScenarioPack, item: Mapping) -> dict[str, Any]:
+    """One item through the assistant, scored. Raises PolyglmError for a per-item failure."""
+    images, audio = item_media(pack, item)
+    record: dict[str, Any] = {"id": item["id"], "lang": item["lang"], "kind": item_kind(item)}
+    if item.get("expected_label"):
+        predicted = assistant.classify(item["input"], images=images, audio=audio)
+        record["labels"] = score_labels(item["expected_label"], predicted)
+        record["probabilities"] = {name: value["probabilities"] for name, value in predicted.items()}
+        return record
+    reply = assistant.respond(item["input"], images=images, audio=audio)
+    cited = [c["doc_id"] for c in reply.citations]
+    record |= {
+        "answer": reply.answer,
+        "escalated": reply.escalated,
+        "tool_calls": [{k: c[k] for k in ("name", "arguments", "source", "error")} for c in reply.tool_calls],
+        "cited": cited,
+    }
+    if item.get("expected_facts"):
+        record["facts"] = facts_found(item["expected_facts"], reply.answer)
+    if item.get("expected_tool_calls"):
+        record["tools"] = score_tools(item["expected_tool_calls"], reply.tool_calls)
+    if item.get("relevant_docs"):
+        record["retrieval_hit"] = any(doc in cited for doc in item["relevant_docs"])
+    record["must_escalate"] = bool(item.get("must_escalate"))
+    return record
+
+
+def item_kind(item: Mapping) -> str:
+    if item.get("adversarial"):
+        return "adversarial"
+    if item.get("must_escalate"):
+        return "must_escalate"
+    if item.get("expected_label"):
+        return "label"
+    return "tool" if item.get("expected_tool_calls") else "question"
+
+
+# ---------------------------------------------------------------- the results file (resumable)
+
+
+def read_records(path: Path) -> list[dict]:
+    """Every complete record; a line cut off by a crash is dropped from the file so appends stay valid."""
+    if not path.is_file():
+        return []
+    records, kept = [], []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            records.append(json.loads(line))
+            kept.append(line)
+        except json.JSONDecodeError:
+            continue
+    if len(kept) != len(path.read_text(encoding="utf-8").splitlines()):
+        path.write_text("".join(f"{line}\n" for line in kept), encoding="utf-8")
+    return records
+
+
+def append_record(path: Path, record: Mapping) -> None:
+    with path.open("a", encoding="utf-8") as out:
+        out.write(json.dumps(record, ensure_ascii=False) + "\n")
+        out.flush()
+        os.fsync(out.fileno())
+
+
+def select_items(pack: ScenarioPack, options: EvalOptions) -> list[dict]:
+    items = read_jsonl(pack, pack.eval_set)
+    unknown = sorted(set(options.langs) - set(pack.languages))
+    if unknown:
+        raise InputError(f"scenario {pack.name!r} has no language {unknown}; it has {list(pack.languages)}")
+    chosen = [item for item in items if not options.langs or item["lang"] in options.langs]
+    return chosen[: options.limit] if options.limit is not None else chosen
+
+
+def evaluate_scenario(
+    options: EvalOptions,
+    platform: Platform | None = None,
+    assistant_for: Callable[[str], Any] | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Run (or resume) the evaluation; returns the summary also written to `summary.json`."""
+    pack = load_pack(options.scenario, packs_dir=options.packs_dir)
+    items = select_items(pack, options)
+    folder = options.folder
+    folder.mkdir(parents=True, exist_ok=True)
+    results = folder / RESULTS
+    records = {r["id"]: r for r in read_records(results)}
+    todo = [i for i in items if i["id"] not in records or (options.retry_failed and "error" in records[i["id"]])]
+    assistant_for = assistant_for or _assistants(platform, pack, options)
+    for item in tqdm(todo, desc=f"eval {pack.name}", unit="item", disable=not progress):
+        started = time.perf_counter()
+        try:
+            record = run_item(assistant_for(item["lang"]), pack, item)
+        except PolyglmError as exc:  # this item's problem (bad media, a refused path): record it, go on
+            record = {"id": item["id"], "lang": item["lang"], "kind": item_kind(item), "error": str(exc)}
+        record["seconds"] = round(time.perf_counter() - started, 2)
+        append_record(results, record)
+        records[item["id"]] = record
+    wanted = [records[i["id"]] for i in items if i["id"] in records]
+    summary = summarise(wanted, pack) | {"scenario": pack.name, "profile": options.profile,
+                                          "finetuned": options.finetuned, "results": str(results)}  # fmt: skip
+    (folder / SUMMARY).write_text(json.dumps(summary, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    plot_summary(summary, folder)
+    return summary
+
+
+def _assistants(platform: Platform | None, pack: ScenarioPack, options: EvalOptions) -> Callable[[str], Any]:
+    from polyglm.pipelines.scenario_chat import ScenarioAssistant
+    from polyglm.platform.loader import load_platform
+
+    platform = platform or load_platform(options.profile)
+    if options.finetuned:
+        from polyglm.pipelines.finetune import load_finetuned
+
+        load_finetuned(platform, options.scenario)
+    cache: dict[str, Any] = {}
+
+    def assistant_for(lang: str) -> Any:
+        if lang not in cache:
+            cache[lang] = ScenarioAssistant(platform=platform, pack=pack, lang=lang)
+        return cache[lang]
+
+    return assistant_for
+
+
+# ---------------------------------------------------------------- summary and plots
+
+
+def _share(values: Iterable[bool]) -> float | None:
+    values = list(values)
+    return round(sum(values) / len(values), 4) if values else None
+
+
+def summarise(records: Sequence[Mapping], pack: ScenarioPack) -> dict[str, Any]:
+    ok = [r for r in records if "error" not in r]
+    answered = [r for r in ok if "answer" in r]
+    facts = [r["facts"] for r in answered if "facts" in r]
+    tools = [r["tools"] for r in answered if "tools" in r]
+    metrics = {
+        "facts_recall": _share(f for item in facts for f in item),
+        "items_with_all_facts": _share(all(item) for item in facts),
+        "tool_recall": _share(c for t in tools for c in t["called"]),
+        "tool_arguments_match": _share(c for t in tools for c in t["arguments_match"]),
+        "escalation_recall": _share(r["escalated"] for r in answered if r["must_escalate"]),
+        "false_escalation_rate": _share(r["escalated"] for r in answered if not r["must_escalate"]),
+        "retrieval_hit": _share(r["retrieval_hit"] for r in answered if "retrieval_hit" in r),
+        "adversarial_all_facts": _share(all(r.get("facts", [True])) for r in answered if r["kind"] == "adversarial"),
+    }
+    labels = label_report(ok, pack.labels)
+    for name, report in labels.items():
+        metrics[f"{name}_accuracy"] = report["accuracy"]
+    return {
+        "items": len(records),
+        "failed": [{"id": r["id"], "error": r["error"]} for r in records if "error" in r],
+        "metrics": metrics,
+        "counts": {
+            "with_facts": len(facts),
+            "with_tool_calls": len(tools),
+            "must_escalate": sum(r["must_escalate"] for r in answered),
+            "labelled": sum("labels" in r for r in ok),
+        },
+        "by_language": {
+            lang: {"facts_recall": _share(f for r in answered if r["lang"] == lang for f in r.get("facts", []))}
+            for lang in pack.languages
+        },
+        "labels": labels,
+        "seconds_per_item": round(sum(r.get("seconds", 0) for r in records) / max(len(records), 1), 2),
+    }
+
+
+def label_report(records: Sequence[Mapping], label_sets: Mapping[str, Sequence[str]]) -> dict[str, dict]:
+    """Accuracy, majority-class baseline, macro-F1 and the confusion matrix (rows expected) per label set."""
+    report = {}
+    for name, labels in label_sets.items():
+        pairs = [(r["labels"][name]["expected"], r["labels"][name]["predicted"]) for r in records
+                 if name in r.get("labels", {})]  # fmt: skip
+        if not pairs:
+            continue
+        matrix = [[sum(1 for e, p in pairs if e == row and p == col) for col in labels] for row in labels]
+        f1s = []
+        for i in range(len(labels)):
+            true_positive = matrix[i][i]
+            predicted, actual = sum(row[i] for row in matrix), sum(matrix[i])
+            if actual:
+                f1s.append(2 * true_positive / (predicted + actual) if predicted + actual else 0.0)
+        majority = max(sum(1 for e, _ in pairs if e == label) for label in labels)
+        report[name] = {
+            "labels": list(labels),
+            "accuracy": round(sum(e == p for e, p in pairs) / len(pairs), 4),
+            "majority_baseline": round(majority / len(pairs), 4),
+            "macro_f1": round(sum(f1s) / len(f1s), 4) if f1s else None,
+            "confusion": matrix,
+            "items": len(pairs),
+        }
+    return report
+
+
+def plot_summary(summary: Mapping[str, Any], folder: Path) -> None:
+    """metrics.png: one bar per metric; confusion-<set>.png per label set."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    shown = {k: v for k, v in summary["metrics"].items() if v is not None}
+    if shown:
+        fig, ax = plt.subplots(figsize=(8, 0.45 * len(shown) + 1.2))
+        ax.barh(list(shown), list(shown.values()), color="#3b7dd8")
+        ax.set_xlim(0, 1)
+        for y, value in enumerate(shown.values()):
+            ax.text(min(value + 0.01, 0.9), y, f"{value:.2f}", va="center")
+        ax.invert_yaxis()
+        ax.set_title(f"{summary.get('scenario', '')} on {summary.get('profile', '')} ({summary['items']} items)")
+        fig.tight_layout()
+        fig.savefig(folder / "metrics.png", dpi=110)
+        plt.close(fig)
+    for name, report in summary["labels"].items():
+        labels = report["labels"]
+        fig, ax = plt.subplots(figsize=(1.0 * len(labels) + 2, 0.8 * len(labels) + 1.5))
+        ax.imshow(report["confusion"], cmap="Blues")
+        ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
+        ax.set_yticks(range(len(labels)), labels)
+        for i, row in enumerate(report["confusion"]):
+            for j, count in enumerate(row):
+                ax.text(j, i, str(count), ha="center", va="center")
+        ax.set_xlabel("predicted")
+        ax.set_ylabel("expected")
+        ax.set_title(f"{name}: accuracy {report['accuracy']:.2f} (majority {report['majority_baseline']:.2f})")
+        fig.tight_layout()
+        fig.savefig(folder / f"confusion-{name}.png", dpi=110)
+        plt.close(fig)

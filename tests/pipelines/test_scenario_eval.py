@@ -1,0 +1,137 @@
+"""`polyglm scenarios eval`: scoring rules, per-item failures, resuming after a crash, summary and plots."""
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from polyglm.pipelines.scenario_eval import (
+    RESULTS,
+    EvalOptions,
+    evaluate_scenario,
+    facts_found,
+    label_report,
+    normalise,
+    read_records,
+    score_tools,
+    value_matches,
+)
+from polyglm.scenarios.loader import load_pack
+
+PACKS = Path(__file__).resolve().parents[2] / "polyglm" / "scenarios" / "packs"
+
+
+def test_facts_are_found_whatever_the_width_case_or_dash():
+    assert normalise("１–３ Working  Days") == "1-3workingdays"
+    answer = "Refunds take 1–3 WORKING days. 7 天内"
+    assert facts_found(["1-3 working days", "¥99", "7天"], answer) == [True, False, True]
+
+
+@pytest.mark.parametrize(
+    ("expected", "actual", "same"),
+    [
+        ({"order_id": "A10023"}, {"order_id": "a10023 "}, True),
+        ({"age_years": 58, "duration_hours": 0.25}, {"age_years": 58, "duration_hours": 0.26, "x": 1}, True),
+        ({"duration_hours": 0.25}, {"duration_hours": 0.0}, False),
+        ({"answers": ["5 cm", "125 cm"]}, {"answers": ["5cm", "125 CM"]}, True),
+        ({"answers": ["5 cm", "125 cm"]}, {"answers": ["5 cm"]}, False),
+        ({"count": 4}, {"count": True}, False),
+    ],
+)  # fmt: skip
+def test_tool_arguments_are_compared_leniently_but_not_loosely(expected, actual, same):
+    assert value_matches(expected, actual) is same
+
+
+def test_tool_scores_separate_names_arguments_and_extras():
+    expected = [{"name": "refund_eligibility", "arguments": {"order_id": "A10023", "reason": "changed_mind"}}]
+    made = [{"name": "refund_eligibility", "arguments": {"order_id": "A10023", "reason": "defective"}},
+            {"name": "order_lookup", "arguments": {"order_id": "A10023"}}]  # fmt: skip
+    assert score_tools(expected, made) == {"called": [True], "arguments_match": [False], "unexpected": ["order_lookup"]}
+
+
+def test_label_report_has_confusion_matrix_baseline_and_macro_f1():
+    records = [{"labels": {"polarity": {"expected": e, "predicted": p}}}
+               for e, p in [("negative", "negative"), ("negative", "positive"), ("positive", "positive"),
+                            ("neutral", "positive")]]  # fmt: skip
+    report = label_report(records, {"polarity": ("positive", "neutral", "negative")})["polarity"]
+    assert report["confusion"] == [[1, 0, 0], [1, 0, 0], [1, 0, 1]]
+    assert report["accuracy"] == 0.5 and report["majority_baseline"] == 0.5
+    assert report["macro_f1"] == pytest.approx((1 / 2 + 0 + 2 / 3) / 3, abs=1e-4)  # F1 per class, then mean
+
+
+def _pack_copy(tmp_path: Path, name: str, items: list[dict]) -> Path:
+    root = tmp_path / "packs"
+    for folder in ("_base", name):
+        shutil.copytree(PACKS / folder, root / folder)
+    (root / name / "data" / "eval.jsonl").write_text(
+        "".join(json.dumps(i, ensure_ascii=False) + "\n" for i in items), encoding="utf-8"
+    )
+    return root
+
+
+@pytest.mark.usefixtures("isolated_cache")
+def test_bad_media_fails_its_item_only_and_the_rest_is_scored(tiny_platform, tmp_path):
+    good = {"id": "ok-1", "lang": "en", "input": "Loved the concert!!", "expected_label": {"polarity": "positive"}}
+    outside = {**good, "id": "outside", "image": "../../../../../etc/passwd"}
+    corrupt = {**good, "id": "corrupt", "image": "media/broken.png"}
+    packs = _pack_copy(tmp_path, "social_sentiment", [good, outside, corrupt])
+    (packs / "social_sentiment" / "media" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 40)
+    options = EvalOptions(scenario="social_sentiment", profile="tiny", out=tmp_path / "run", packs_dir=packs)
+    summary = evaluate_scenario(options, platform=tiny_platform, progress=False)
+    failed = {f["id"]: f["error"] for f in summary["failed"]}
+    assert set(failed) == {"outside", "corrupt"}
+    assert "outside the scenario pack folder" in failed["outside"] and "broken.png" in failed["corrupt"]
+    assert summary["counts"]["labelled"] == 1 and summary["metrics"]["polarity_accuracy"] is not None
+    assert (tmp_path / "run" / "metrics.png").stat().st_size > 0
+    assert (tmp_path / "run" / "confusion-polarity.png").stat().st_size > 0
+
+
+@pytest.mark.usefixtures("isolated_cache")
+def test_a_crashed_run_resumes_without_redoing_finished_items(tiny_platform, tmp_path):
+    from polyglm.pipelines.scenario_chat import ScenarioAssistant
+
+    pack = load_pack("customer_service")
+    options = EvalOptions(scenario="customer_service", profile="tiny", out=tmp_path / "run", limit=3)
+    answered: list[str] = []
+
+    def crashing_after(count: int):
+        def assistant_for(lang: str):
+            assistant = ScenarioAssistant(tiny_platform, pack, lang)
+            real = assistant.respond
+
+            def respond(message, **kwargs):
+                if len(answered) == count:
+                    raise KeyboardInterrupt  # the process dies mid-run
+                answered.append(message)
+                return real(message, **kwargs)
+
+            assistant.respond = respond
+            return assistant
+
+        return assistant_for
+
+    with pytest.raises(KeyboardInterrupt):
+        evaluate_scenario(options, assistant_for=crashing_after(2), progress=False)
+    results = tmp_path / "run" / RESULTS
+    with results.open("a", encoding="utf-8") as out:
+        out.write('{"id": "cs-eval-003", "lang": "en", "ans')  # a line cut off by the crash
+    assert [r["id"] for r in read_records(results)] == ["cs-eval-001", "cs-eval-002"]
+    summary = evaluate_scenario(options, assistant_for=crashing_after(99), progress=False)
+    assert len(answered) == 3  # 2 before the crash + only the missing one after
+    assert summary["items"] == 3 and not summary["failed"]
+    assert [r["id"] for r in read_records(results)] == ["cs-eval-001", "cs-eval-002", "cs-eval-003"]
+
+
+def test_cli_eval_prints_metrics_and_writes_the_summary(tiny_platform, tmp_path):
+    out = subprocess.run(
+        [sys.executable, "-m", "polyglm", "scenarios", "eval", "medical", "--profile", "tiny", "--limit", "2",
+         "--lang", "en", "--out", str(tmp_path / "run"), "--json"],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    summary = json.loads(out.stdout)
+    assert summary["items"] == 2 and summary["metrics"]["escalation_recall"] == 1.0
+    assert json.loads((tmp_path / "run" / "summary.json").read_text()) == summary
