@@ -85,7 +85,7 @@ def cmd_scenarios_eval(args: argparse.Namespace) -> int:
 
     options = EvalOptions(
         scenario=args.scenario, profile=args.profile, out=Path(args.out) if args.out else None, limit=args.limit,
-        langs=tuple(args.lang or ()), finetuned=args.finetuned, retry_failed=args.retry_failed,
+        stride=args.stride, langs=tuple(args.lang or ()), finetuned=args.finetuned, retry_failed=args.retry_failed,
     )  # fmt: skip
     summary = evaluate_scenario(options)
     if args.json:
@@ -135,7 +135,15 @@ def _scenario_chat(platform, args: argparse.Namespace) -> int:
     assistant = scenario_assistant(platform, args.scenario, args.lang)
     if args.message is None:
         raise InputError("scenario chat answers one message: add --message TEXT")
-    reply = assistant.respond(args.message)
+    from polyglm.platform.media import load_audio, load_image
+
+    images = [load_image(Path(path)) for path in args.image]
+    audio = [load_audio(Path(path)) for path in args.audio]
+    if args.labels:
+        labels = assistant.classify(args.message, images=images, audio=audio)
+        print(json.dumps(labels, ensure_ascii=False, indent=2))
+        return 0
+    reply = assistant.respond(args.message, images=images, audio=audio)
     if args.json:
         print(json.dumps({"profile": args.profile, "scenario": args.scenario, "lang": args.lang, **reply.as_dict()},
                          ensure_ascii=False, indent=2))  # fmt: skip
@@ -243,6 +251,7 @@ def build_parser() -> argparse.ArgumentParser:
     scenario_eval.add_argument("scenario", help="pack name (see `polyglm scenarios list`)")
     _profile_arg(scenario_eval)
     scenario_eval.add_argument("--limit", type=int, help="only the first N items")
+    scenario_eval.add_argument("--stride", type=int, default=1, help="every k-th item (quick runs covering all kinds)")
     scenario_eval.add_argument("--lang", action="append", choices=["zh", "en"], help="only this language (repeatable)")
     scenario_eval.add_argument("--finetuned", action="store_true", help="apply the scenario's default LoRA first")
     scenario_eval.add_argument("--retry-failed", action="store_true", help="redo items that failed last time")
@@ -257,6 +266,11 @@ def build_parser() -> argparse.ArgumentParser:
     chat.add_argument("--lang", choices=["zh", "en"], default="en", help="scenario language")
     chat.add_argument("--finetuned", action="store_true", help="apply the scenario's default LoRA (polyglm finetune)")
     chat.add_argument("--json", action="store_true", help="with --message: print a JSON object")
+    chat.add_argument("--image", action="append", default=[], help="scenario chat: attach an image (repeatable)")
+    chat.add_argument("--audio", action="append", default=[], help="scenario chat: attach a voice note (repeatable)")
+    chat.add_argument(
+        "--labels", action="store_true", help="classification scenarios: print the scored labels instead of a reply"
+    )
     chat.add_argument("--max-new-tokens", type=int, default=256)
     chat.add_argument("--temperature", type=float, default=0.0)
     chat.set_defaults(handler=cmd_chat)

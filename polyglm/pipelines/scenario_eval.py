@@ -3,7 +3,8 @@
 Each item of `data/eval.jsonl` (SCHEMA.md) goes through `ScenarioAssistant.respond` (or `classify`
 for items with `expected_label`) on the chosen profile, and is scored on what applies to it:
 
-- facts: share of `expected_facts` found in the answer (NFKC, case-folded, dashes unified);
+- facts: share of `expected_facts` found in the answer (NFKC, case-folded, dashes unified), and in
+  what the model was shown (passages + tool results), which separates retrieval misses from LM misses;
 - tools: share of `expected_tool_calls` made (by name) and made with the expected arguments;
 - escalation: `must_escalate` items escalated; escalations on other items counted as false alarms;
 - retrieval: whether a `relevant_docs` id is among the cited passages (hit@k);
@@ -47,7 +48,8 @@ class EvalOptions:
     scenario: str  # pack name
     profile: str = "tiny"  # model profile
     out: Path | None = None  # results folder; default runs/eval/<profile>-<scenario>
-    limit: int | None = None  # first N items (after the language filter); None = all
+    limit: int | None = None  # first N items (after the language filter and stride); None = all
+    stride: int = 1  # every k-th item: a quick run that still covers every kind of item (eval sets are grouped)
     langs: tuple[str, ...] = ()  # only these languages; empty = every language of the pack
     finetuned: bool = False  # apply the scenario's default LoRA first
     retry_failed: bool = False  # redo items whose earlier attempt failed
@@ -120,16 +122,12 @@ def media_path(pack: ScenarioPack, relative: str) -> Path:
     return path
 
 
-def item_media(pack: ScenarioPack, item: Mapping) -> tuple[list, list[str]]:
-    """(images as PIL, audio paths) of an eval item; unreadable files raise InputError naming the file."""
+def item_media(pack: ScenarioPack, item: Mapping) -> tuple[list, list]:
+    """(images as PIL, audio as 16 kHz waveforms) of an eval item; unreadable files raise InputError naming it."""
     from polyglm.platform.media import load_audio, load_image
 
     images = [load_image(media_path(pack, item["image"]))] if item.get("image") else []
-    audio = []
-    if item.get("audio"):
-        path = media_path(pack, item["audio"])
-        load_audio(path)  # decode once up front: a corrupt clip fails here with a clear message
-        audio.append(str(path))
+    audio = [load_audio(media_path(pack, item["audio"]))] if item.get("audio") else []
     return images, audio
 
 
@@ -152,6 +150,14 @@ def run_item(assistant: Any, pack: ScenarioPack, item: Mapping) -> dict[str, Any
     }
     if item.get("expected_facts"):
         record["facts"] = facts_found(item["expected_facts"], reply.answer)
+        # what retrieval and tools handed the model: a fact there but not in the answer is the LM's miss
+        shown = " ".join(
+            [
+                *(c["passage"] for c in reply.citations),
+                *(json.dumps(c["result"], ensure_ascii=False) for c in reply.tool_calls if c["result"]),
+            ]
+        )
+        record["facts_shown"] = facts_found(item["expected_facts"], shown)
     if item.get("expected_tool_calls"):
         record["tools"] = score_tools(item["expected_tool_calls"], reply.tool_calls)
     if item.get("relevant_docs"):
@@ -201,7 +207,9 @@ def select_items(pack: ScenarioPack, options: EvalOptions) -> list[dict]:
     unknown = sorted(set(options.langs) - set(pack.languages))
     if unknown:
         raise InputError(f"scenario {pack.name!r} has no language {unknown}; it has {list(pack.languages)}")
-    chosen = [item for item in items if not options.langs or item["lang"] in options.langs]
+    if options.stride < 1:
+        raise InputError(f"stride must be 1 or more (every k-th item), got {options.stride}")
+    chosen = [item for item in items if not options.langs or item["lang"] in options.langs][:: options.stride]
     return chosen[: options.limit] if options.limit is not None else chosen
 
 
@@ -272,6 +280,7 @@ def summarise(records: Sequence[Mapping], pack: ScenarioPack) -> dict[str, Any]:
     metrics = {
         "facts_recall": _share(f for item in facts for f in item),
         "items_with_all_facts": _share(all(item) for item in facts),
+        "facts_in_passages_or_tools": _share(f for r in answered for f in r.get("facts_shown", [])),
         "tool_recall": _share(c for t in tools for c in t["called"]),
         "tool_arguments_match": _share(c for t in tools for c in t["arguments_match"]),
         "escalation_recall": _share(r["escalated"] for r in answered if r["must_escalate"]),

@@ -275,3 +275,25 @@ def test_labels_in_a_generated_answer_are_read_when_valid():
         "polarity": "negative", "intensity": "4"}  # fmt: skip
     assert labels_in_answer('{"polarity": "furious", "intensity": 9}', sets) == {}
     assert labels_in_answer("no json here", sets) == {}
+
+
+def test_cli_labels_a_post_with_its_photo_and_voice_note(tiny_platform):
+    media = PACKS / "social_sentiment" / "media"
+    out = subprocess.run(
+        [sys.executable, "-m", "polyglm", "chat", "--profile", "tiny", "--scenario", "social_sentiment",
+         "--lang", "zh", "--message", "第一次带我妈看海！", "--image", str(media / "post-0100.jpg"),
+         "--audio", str(media / "post-0100.ogg"), "--labels"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    labels = json.loads(out.stdout)
+    assert labels["polarity"]["label"] in {"positive", "neutral", "negative"}
+
+
+def test_cli_refuses_a_wrong_attachment_with_the_fix(tiny_platform):
+    out = subprocess.run(
+        [sys.executable, "-m", "polyglm", "chat", "--profile", "tiny", "--scenario", "social_sentiment",
+         "--message", "hi", "--audio", str(PACKS / "social_sentiment" / "scenario.yaml")],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert out.returncode == 2 and "not supported as audio" in out.stderr and "ffmpeg -i" in out.stderr

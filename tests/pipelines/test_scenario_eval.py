@@ -135,3 +135,18 @@ def test_cli_eval_prints_metrics_and_writes_the_summary(tiny_platform, tmp_path)
     summary = json.loads(out.stdout)
     assert summary["items"] == 2 and summary["metrics"]["escalation_recall"] == 1.0
     assert json.loads((tmp_path / "run" / "summary.json").read_text()) == summary
+
+
+def test_stride_and_language_pick_a_spread_of_items():
+    from polyglm.pipelines.scenario_eval import select_items
+    from polyglm.platform.errors import InputError
+
+    pack = load_pack("medical")
+    every = select_items(pack, EvalOptions(scenario="medical"))
+    assert [i["id"] for i in select_items(pack, EvalOptions(scenario="medical", stride=3))] == [
+        i["id"] for i in every[::3]
+    ]
+    chinese = select_items(pack, EvalOptions(scenario="medical", langs=("zh",), limit=4))
+    assert len(chinese) == 4 and {i["lang"] for i in chinese} == {"zh"}
+    with pytest.raises(InputError, match="no language"):
+        select_items(pack, EvalOptions(scenario="medical", langs=("fr",)))
