@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -110,12 +112,22 @@ class MultimodalModel:
         from polyglm.platform.errors import InputError
 
         names = list(names) or [s.name if isinstance(s, Path) else f"upload {i + 1}" for i, s in enumerate(sources)]
-        decoded, errors = {}, {}
-        for index, (source, name) in enumerate(zip(sources, names, strict=True)):
+
+        def decode(index: int) -> tuple[int, Any, str | None]:
             try:
-                decoded[index] = load_media(modality, source, name=name, limits=limits or media.DEFAULT_LIMITS)
+                return (
+                    index,
+                    load_media(modality, sources[index], name=names[index], limits=limits or media.DEFAULT_LIMITS),
+                    None,
+                )
             except InputError as exc:
-                errors[index] = str(exc)
+                return index, None, str(exc)
+
+        # Decoding waits on ffmpeg processes and PIL's C code, both outside the GIL: threads overlap it.
+        with ThreadPoolExecutor(max_workers=max(1, min(len(sources), os.cpu_count() or 1, 8))) as pool:
+            outcomes = list(pool.map(decode, range(len(sources))))
+        decoded = {i: value for i, value, error in outcomes if error is None}
+        errors = {i: error for i, _, error in outcomes if error is not None}
         good = sorted(decoded)
         features = self.encoder_features(modality, [decoded[i] for i in good]) if good else []
         projected = self.project(modality, features, [names[i] for i in good]) if good else []
