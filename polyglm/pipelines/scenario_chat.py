@@ -60,7 +60,7 @@ class ScenarioReply:
     """What one user message produced: the answer and how it was reached."""
 
     answer: str  # the assistant's final text
-    citations: list[dict]  # retrieved passages: citation (doc#passage), doc_id, title, score
+    citations: list[dict]  # retrieved passages: citation (doc#passage), doc_id, title, passage text, score
     tool_calls: list[dict]  # each call's name, arguments, result or error, seconds, source (planner/model)
     trace: list[dict] = field(default_factory=list)  # every step in order: retrieve, plan, generate, tool
     escalated: bool = False  # a planner's tool result or an escalate_on pattern asked for escalation
@@ -197,6 +197,7 @@ class ScenarioAssistant:
                     "doc_id": h.doc_id,
                     "title": h.title,
                     "passage": h.passage,
+                    "text": h.text,
                     "score": round(h.score, 4),
                 }
                 for h in hits

@@ -153,7 +153,7 @@ def run_item(assistant: Any, pack: ScenarioPack, item: Mapping) -> dict[str, Any
         # what retrieval and tools handed the model: a fact there but not in the answer is the LM's miss
         shown = " ".join(
             [
-                *(c["passage"] for c in reply.citations),
+                *(c["text"] for c in reply.citations),
                 *(json.dumps(c["result"], ensure_ascii=False) for c in reply.tool_calls if c["result"]),
             ]
         )

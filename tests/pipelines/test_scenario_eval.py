@@ -150,3 +150,20 @@ def test_stride_and_language_pick_a_spread_of_items():
     assert len(chinese) == 4 and {i["lang"] for i in chinese} == {"zh"}
     with pytest.raises(InputError, match="no language"):
         select_items(pack, EvalOptions(scenario="medical", langs=("fr",)))
+
+
+@pytest.mark.usefixtures("isolated_cache")
+def test_an_answered_item_is_scored_against_answer_and_what_the_model_was_shown(tiny_platform):
+    from polyglm.pipelines.scenario_chat import ScenarioAssistant
+    from polyglm.pipelines.scenario_eval import run_item
+
+    pack = load_pack("medical")
+    item = {
+        "id": "t", "lang": "en", "input": "My 70-year-old father has crushing chest pain.",
+        "expected_facts": ["emergency", "ambulance-never-mentioned"], "relevant_docs": ["when-to-see-a-doctor-en"],
+        "expected_tool_calls": [{"name": "triage", "arguments": {"age_years": 70}}], "must_escalate": True,
+    }  # fmt: skip
+    record = run_item(ScenarioAssistant(tiny_platform, pack, "en"), pack, item)
+    assert record["facts"] == [True, False] and record["facts_shown"][1] is False
+    assert record["tools"] == {"called": [True], "arguments_match": [True], "unexpected": []}
+    assert record["escalated"] and record["must_escalate"] and isinstance(record["retrieval_hit"], bool)
