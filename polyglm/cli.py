@@ -85,7 +85,8 @@ def cmd_scenarios_eval(args: argparse.Namespace) -> int:
 
     options = EvalOptions(
         scenario=args.scenario, profile=args.profile, out=Path(args.out) if args.out else None, limit=args.limit,
-        stride=args.stride, langs=tuple(args.lang or ()), finetuned=args.finetuned, retry_failed=args.retry_failed,
+        stride=args.stride, max_new_tokens=args.max_new_tokens, langs=tuple(args.lang or ()),
+        finetuned=args.finetuned, retry_failed=args.retry_failed,
     )  # fmt: skip
     summary = evaluate_scenario(options)
     if args.json:
@@ -140,7 +141,7 @@ def _scenario_chat(platform, args: argparse.Namespace) -> int:
     images = [load_image(Path(path)) for path in args.image]
     audio = [load_audio(Path(path)) for path in args.audio]
     if args.labels:
-        labels = assistant.classify(args.message, images=images, audio=audio)
+        labels = assistant.classify(args.message, images=images, audio=audio, method=args.label_method)
         print(json.dumps(labels, ensure_ascii=False, indent=2))
         return 0
     reply = assistant.respond(args.message, images=images, audio=audio)
@@ -254,6 +255,7 @@ def build_parser() -> argparse.ArgumentParser:
     scenario_eval.add_argument("--stride", type=int, default=1, help="every k-th item (quick runs covering all kinds)")
     scenario_eval.add_argument("--lang", action="append", choices=["zh", "en"], help="only this language (repeatable)")
     scenario_eval.add_argument("--finetuned", action="store_true", help="apply the scenario's default LoRA first")
+    scenario_eval.add_argument("--max-new-tokens", type=int, help="cap replies (default: the pack's generation cap)")
     scenario_eval.add_argument("--retry-failed", action="store_true", help="redo items that failed last time")
     scenario_eval.add_argument("--out", help="results folder (default runs/eval/PROFILE-SCENARIO); rerun resumes")
     scenario_eval.add_argument("--json", action="store_true", help="print the summary as JSON")
@@ -271,6 +273,7 @@ def build_parser() -> argparse.ArgumentParser:
     chat.add_argument(
         "--labels", action="store_true", help="classification scenarios: print the scored labels instead of a reply"
     )
+    chat.add_argument("--label-method", choices=["lm", "neighbours"], default="lm", help="with --labels")
     chat.add_argument("--max-new-tokens", type=int, default=256)
     chat.add_argument("--temperature", type=float, default=0.0)
     chat.set_defaults(handler=cmd_chat)

@@ -35,7 +35,7 @@ from polyglm.pipelines.chat import validate_messages
 from polyglm.platform.engine import GenerationOptions, choose_labels, stream_tokens
 from polyglm.platform.errors import InputError
 from polyglm.platform.loader import Platform
-from polyglm.scenarios.loader import few_shot_messages, load_pack, render_system_prompt
+from polyglm.scenarios.loader import few_shot_messages, load_pack, read_jsonl, render_system_prompt
 from polyglm.scenarios.retrieval import build_retriever, neutralise_fences, quote_passages
 from polyglm.scenarios.schema import ScenarioPack
 from polyglm.scenarios.tooling import ToolCall, call_tool, load_planners, load_tools, run_planners, tool_spec
@@ -102,6 +102,8 @@ class ScenarioAssistant:
     pack: ScenarioPack
     lang: str
     max_tool_rounds: int = 2  # tool calls per user message before the model must answer
+    demonstrations: int = 4  # classify: labelled training posts most like the post, shown as worked examples
+    max_new_tokens: int | None = None  # reply cap below the pack's default (None: the pack's `generation`)
 
     def __post_init__(self) -> None:
         if self.lang not in self.pack.languages:
@@ -131,7 +133,9 @@ class ScenarioAssistant:
     @property
     def options(self) -> GenerationOptions:
         config = self.pack.generation
-        return GenerationOptions(max_new_tokens=config.max_new_tokens, temperature=config.temperature)
+        return GenerationOptions(
+            max_new_tokens=self.max_new_tokens or config.max_new_tokens, temperature=config.temperature
+        )
 
     def system_prompt(self, hits: Sequence[Any]) -> str:
         prompt = render_system_prompt(self.pack, self.lang, list(self.tools.values()))
@@ -207,23 +211,79 @@ class ScenarioAssistant:
             escalated=escalated,
         )
 
-    def classify(self, message: str, images: Sequence[Any] = (), audio: Sequence[Any] = ()) -> dict[str, dict]:
-        """The pack's labels for one post: label set -> {"label", "probabilities"}, by constrained scoring
-        after the same prompt a chat turn gets (system prompt, guideline passages, few-shot, the post)."""
+    def classify(
+        self, message: str, images: Sequence[Any] = (), audio: Sequence[Any] = (), method: str = "lm"
+    ) -> dict[str, dict]:
+        """The pack's labels for one post: label set -> {"label", "probabilities"}; `method` is a key of
+        LABEL_METHODS: "lm" scores each allowed label with the language model, "neighbours" is a vote of
+        the most similar labelled training posts."""
         if not self.pack.labels:
             raise InputError(
                 f"scenario {self.pack.name!r} has no `labels:` in scenario.yaml, so there is nothing to classify; "
                 "use a classification scenario such as social_sentiment"
             )
+        if method not in LABEL_METHODS:
+            raise InputError(f"unknown label method {method!r}; choose one of {', '.join(LABEL_METHODS)}")
+        return LABEL_METHODS[method](self, message, images, audio)
+
+    def labels_by_lm(self, message: str, images: Sequence[Any], audio: Sequence[Any]) -> dict[str, dict]:
+        """Constrained scoring after the prompt a chat turn gets (system prompt, guideline passages,
+        few-shot), the nearest labelled posts as worked examples, then the post with its media text."""
         content, _ = self.user_turn(message, images, audio)
         hits = self.retriever.search(message, lang=self.lang)
         messages = [
             {"role": "system", "content": self.system_prompt(hits)},
             *few_shot_messages(self.pack, self.lang),
+            *self.similar_examples(message),
             {"role": "user", "content": content},
         ]
         lm = self.platform.lm
         return choose_labels(lm.model, lm.tokenizer, lm.chat_ids(messages), self.pack.labels)
+
+    @cached_property
+    def labelled_posts(self) -> tuple[list[tuple[str, str]], Any]:
+        """(post, labelled JSON answer) pairs in this language from the pack's fine-tune data, and their
+        embeddings: single-turn conversations whose answer states every label set."""
+        pairs = []
+        for row in read_jsonl(self.pack, self.pack.finetune_data):
+            turns = [m for m in row["messages"] if m["role"] != "system"]
+            if row.get("lang") != self.lang or [m["role"] for m in turns] != ["user", "assistant"]:
+                continue
+            if len(labels_in_answer(turns[1]["content"], self.pack.labels)) == len(self.pack.labels):
+                pairs.append((turns[0]["content"], turns[1]["content"]))
+        vectors = self.platform.embedder.embed([post for post, _ in pairs]) if pairs else None
+        return pairs, vectors
+
+    def labels_by_neighbours(self, message: str, images: Sequence[Any], audio: Sequence[Any]) -> dict[str, dict]:
+        """Similarity-weighted vote of the `NEIGHBOURS` most similar labelled posts (post text only: the
+        training posts' media are not embedded). Cheap, and stronger than a very small LM's scores."""
+        pairs, vectors = self.labelled_posts
+        if vectors is None:
+            raise InputError(f"scenario {self.pack.name!r} has no labelled {self.lang} posts in its fine-tune data")
+        scores = vectors @ self.platform.embedder.embed([message], query=True)[0]
+        top = scores.topk(min(NEIGHBOURS, len(pairs)))
+        chosen = {}
+        for name, labels in self.pack.labels.items():
+            votes = dict.fromkeys(labels, 0.0)
+            for weight, index in zip(top.values.tolist(), top.indices.tolist(), strict=True):
+                votes[labels_in_answer(pairs[index][1], self.pack.labels)[name]] += max(weight, 0.0)
+            total = sum(votes.values()) or 1.0
+            chosen[name] = {"label": max(votes, key=votes.get),
+                            "probabilities": {label: round(v / total, 4) for label, v in votes.items()}}  # fmt: skip
+        return chosen
+
+    def similar_examples(self, message: str) -> list[dict]:
+        """The `demonstrations` labelled posts nearest to `message` (embedding cosine), as chat turns.
+
+        Retrieved demonstrations let even a small model anchor its label scores on how this pack's
+        annotators labelled similar posts; the nearest comes last, closest to the post."""
+        pairs, vectors = self.labelled_posts
+        if not self.demonstrations or vectors is None:
+            return []
+        scores = vectors @ self.platform.embedder.embed([message], query=True)[0]
+        nearest = scores.topk(min(self.demonstrations, len(pairs))).indices.tolist()[::-1]
+        return [turn for i in nearest for turn in ({"role": "user", "content": pairs[i][0]},
+                                                   {"role": "assistant", "content": pairs[i][1]})]  # fmt: skip
 
     def _escalated(self, answer: str) -> str:
         """The escalation text first (once), then what the model said."""
@@ -260,6 +320,13 @@ class ScenarioAssistant:
             {"role": "user", "content": f"Tool result: {m['content']}"} if m["role"] == "observation" else m
             for m in messages
         ]
+
+
+NEIGHBOURS = 5  # k of the neighbour vote: k=5 beat k=1 and k=9 on social_sentiment's eval posts (offline)
+LABEL_METHODS: dict[str, Callable[..., dict[str, dict]]] = {
+    "lm": ScenarioAssistant.labels_by_lm,
+    "neighbours": ScenarioAssistant.labels_by_neighbours,
+}
 
 
 def labels_in_answer(answer: str, label_sets: Mapping[str, Sequence[str]]) -> dict[str, str]:

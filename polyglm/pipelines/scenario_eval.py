@@ -54,6 +54,7 @@ class EvalOptions:
     finetuned: bool = False  # apply the scenario's default LoRA first
     retry_failed: bool = False  # redo items whose earlier attempt failed
     packs_dir: Path | None = None  # where packs live; default polyglm/scenarios/packs
+    max_new_tokens: int | None = None  # cap replies below the pack's default (quicker CPU runs); None = pack's
 
     @property
     def folder(self) -> Path:
@@ -136,9 +137,11 @@ def run_item(assistant: Any, pack: ScenarioPack, item: Mapping) -> dict[str, Any
     images, audio = item_media(pack, item)
     record: dict[str, Any] = {"id": item["id"], "lang": item["lang"], "kind": item_kind(item)}
     if item.get("expected_label"):
-        predicted = assistant.classify(item["input"], images=images, audio=audio)
+        predicted = assistant.classify(item["input"], images=images, audio=audio, method="lm")
         record["labels"] = score_labels(item["expected_label"], predicted)
         record["probabilities"] = {name: value["probabilities"] for name, value in predicted.items()}
+        neighbours = assistant.classify(item["input"], method="neighbours")  # the cheap baseline, side by side
+        record["labels_neighbours"] = score_labels(item["expected_label"], neighbours)
         return record
     reply = assistant.respond(item["input"], images=images, audio=audio)
     cited = [c["doc_id"] for c in reply.citations]
@@ -238,7 +241,8 @@ def evaluate_scenario(
         append_record(results, record)
         records[item["id"]] = record
     wanted = [records[i["id"]] for i in items if i["id"] in records]
-    summary = summarise(wanted, pack) | {"scenario": pack.name, "profile": options.profile,
+    summary = summarise(wanted, pack) | {"scenario": pack.name, "profile": options.profile, "stride": options.stride,
+                                          "max_new_tokens": options.max_new_tokens or pack.generation.max_new_tokens,
                                           "finetuned": options.finetuned, "results": str(results)}  # fmt: skip
     (folder / SUMMARY).write_text(json.dumps(summary, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
     plot_summary(summary, folder)
@@ -258,7 +262,9 @@ def _assistants(platform: Platform | None, pack: ScenarioPack, options: EvalOpti
 
     def assistant_for(lang: str) -> Any:
         if lang not in cache:
-            cache[lang] = ScenarioAssistant(platform=platform, pack=pack, lang=lang)
+            cache[lang] = ScenarioAssistant(
+                platform=platform, pack=pack, lang=lang, max_new_tokens=options.max_new_tokens
+            )
         return cache[lang]
 
     return assistant_for
@@ -289,8 +295,11 @@ def summarise(records: Sequence[Mapping], pack: ScenarioPack) -> dict[str, Any]:
         "adversarial_all_facts": _share(all(r.get("facts", [True])) for r in answered if r["kind"] == "adversarial"),
     }
     labels = label_report(ok, pack.labels)
+    neighbours = label_report(ok, pack.labels, key="labels_neighbours")
     for name, report in labels.items():
         metrics[f"{name}_accuracy"] = report["accuracy"]
+    for name, report in neighbours.items():
+        metrics[f"{name}_accuracy_neighbours"] = report["accuracy"]
     return {
         "items": len(records),
         "failed": [{"id": r["id"], "error": r["error"]} for r in records if "error" in r],
@@ -306,16 +315,19 @@ def summarise(records: Sequence[Mapping], pack: ScenarioPack) -> dict[str, Any]:
             for lang in pack.languages
         },
         "labels": labels,
+        "labels_neighbours": neighbours,
         "seconds_per_item": round(sum(r.get("seconds", 0) for r in records) / max(len(records), 1), 2),
     }
 
 
-def label_report(records: Sequence[Mapping], label_sets: Mapping[str, Sequence[str]]) -> dict[str, dict]:
+def label_report(
+    records: Sequence[Mapping], label_sets: Mapping[str, Sequence[str]], key: str = "labels"
+) -> dict[str, dict]:
     """Accuracy, majority-class baseline, macro-F1 and the confusion matrix (rows expected) per label set."""
     report = {}
     for name, labels in label_sets.items():
-        pairs = [(r["labels"][name]["expected"], r["labels"][name]["predicted"]) for r in records
-                 if name in r.get("labels", {})]  # fmt: skip
+        pairs = [(r[key][name]["expected"], r[key][name]["predicted"]) for r in records
+                 if name in r.get(key, {})]  # fmt: skip
         if not pairs:
             continue
         matrix = [[sum(1 for e, p in pairs if e == row and p == col) for col in labels] for row in labels]
@@ -356,8 +368,12 @@ def plot_summary(summary: Mapping[str, Any], folder: Path) -> None:
         fig.tight_layout()
         fig.savefig(folder / "metrics.png", dpi=110)
         plt.close(fig)
-    for name, report in summary["labels"].items():
-        labels = report["labels"]
+    reports = [(f"confusion-{n}", "LM scores", r) for n, r in summary["labels"].items()]
+    reports += [
+        (f"confusion-{n}-neighbours", "neighbour vote", r) for n, r in summary.get("labels_neighbours", {}).items()
+    ]
+    for file, method, report in reports:
+        name, labels = file.removeprefix("confusion-"), report["labels"]
         fig, ax = plt.subplots(figsize=(1.0 * len(labels) + 2, 0.8 * len(labels) + 1.5))
         ax.imshow(report["confusion"], cmap="Blues")
         ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
@@ -367,7 +383,9 @@ def plot_summary(summary: Mapping[str, Any], folder: Path) -> None:
                 ax.text(j, i, str(count), ha="center", va="center")
         ax.set_xlabel("predicted")
         ax.set_ylabel("expected")
-        ax.set_title(f"{name}: accuracy {report['accuracy']:.2f} (majority {report['majority_baseline']:.2f})")
+        ax.set_title(
+            f"{name} ({method}): accuracy {report['accuracy']:.2f}, majority {report['majority_baseline']:.2f}"
+        )
         fig.tight_layout()
-        fig.savefig(folder / f"confusion-{name}.png", dpi=110)
+        fig.savefig(folder / f"{file}.png", dpi=110)
         plt.close(fig)

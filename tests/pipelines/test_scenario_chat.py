@@ -240,6 +240,23 @@ def test_classify_returns_valid_labels_with_probabilities(tiny_platform):
         assert result["label"] == max(result["probabilities"], key=result["probabilities"].get)
 
 
+def test_neighbour_vote_labels_a_post_like_its_annotated_twins(tiny_platform):
+    assistant = scenario_assistant(tiny_platform, "social_sentiment", "en")
+    pairs, _ = assistant.labelled_posts
+    post, answer = pairs[0]
+    labels = assistant.classify(post, method="neighbours")
+    for name, result in labels.items():
+        assert result["label"] in assistant.pack.labels[name]
+        assert sum(result["probabilities"].values()) == pytest.approx(1.0, abs=1e-3)
+    # the post itself is its own nearest neighbour, so its annotated labels get a share of the vote
+    from polyglm.pipelines.scenario_chat import labels_in_answer
+
+    own = labels_in_answer(answer, assistant.pack.labels)
+    assert all(labels[name]["probabilities"][own[name]] > 0 for name in own)
+    with pytest.raises(InputError, match="unknown label method 'magic'"):
+        assistant.classify(post, method="magic")
+
+
 def test_classify_is_refused_for_packs_without_labels(tiny_platform):
     with pytest.raises(InputError, match="no `labels:`"):
         scenario_assistant(tiny_platform, "medical", "en").classify("hello")
