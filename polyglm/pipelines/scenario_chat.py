@@ -38,7 +38,15 @@ from polyglm.platform.loader import Platform
 from polyglm.scenarios.loader import few_shot_messages, load_pack, read_jsonl, render_system_prompt
 from polyglm.scenarios.retrieval import build_retriever, neutralise_fences, quote_passages
 from polyglm.scenarios.schema import ScenarioPack
-from polyglm.scenarios.tooling import ToolCall, call_tool, load_planners, load_tools, run_planners, tool_spec
+from polyglm.scenarios.tooling import (
+    ToolCall,
+    call_tool,
+    import_tools_module,
+    load_planners,
+    load_tools,
+    run_planners,
+    tool_spec,
+)
 
 # Text read from a user's photo (OCR) or voice note (speech recognition) is data like a retrieved
 # passage: fenced, never obeyed.
@@ -113,12 +121,17 @@ class ScenarioAssistant:
             )
 
     @cached_property
+    def _tools_module(self):
+        """tools.py imported once, so tools and planners share its module state (databases, tables)."""
+        return import_tools_module(self.pack) if self.pack.tools or self.pack.planners else None
+
+    @cached_property
     def tools(self) -> dict[str, Callable]:
-        return {tool_spec(fn).name: fn for fn in load_tools(self.pack)}
+        return {tool_spec(fn).name: fn for fn in load_tools(self.pack, self._tools_module)}
 
     @cached_property
     def planners(self) -> list[Callable]:
-        return load_planners(self.pack)
+        return load_planners(self.pack, self._tools_module)
 
     @cached_property
     def escalate_on(self) -> re.Pattern[str] | None:

@@ -465,19 +465,20 @@ def state_dir(pack_name: str) -> Path:
     return path
 
 
-def load_tools(pack: ScenarioPack) -> list[Callable]:
-    """The pack's @tool functions named in scenario.yaml, in that order (tools.py imported by file path)."""
+def load_tools(pack: ScenarioPack, module: types.ModuleType | None = None) -> list[Callable]:
+    """The pack's @tool functions named in scenario.yaml, in that order (tools.py imported by file path,
+    unless the already imported `module` is given)."""
     if not pack.tools:
         return []
-    module = import_tools_module(pack)
+    module = module or import_tools_module(pack)
     return [_named(pack, module, name, "tools", TOOL_ATTRIBUTE, "@tool") for name in pack.tools]
 
 
-def load_planners(pack: ScenarioPack) -> list[Callable]:
+def load_planners(pack: ScenarioPack, module: types.ModuleType | None = None) -> list[Callable]:
     """The pack's @planner functions named in scenario.yaml `planners:`, in that order."""
     if not pack.planners:
         return []
-    module = import_tools_module(pack)
+    module = module or import_tools_module(pack)
     return [_named(pack, module, name, "planners", PLANNER_ATTRIBUTE, "@planner") for name in pack.planners]
 
 
