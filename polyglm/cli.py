@@ -273,7 +273,13 @@ def build_parser() -> argparse.ArgumentParser:
     chat.add_argument(
         "--labels", action="store_true", help="classification scenarios: print the scored labels instead of a reply"
     )
-    chat.add_argument("--label-method", choices=["lm", "neighbours"], default="lm", help="with --labels")
+    chat.add_argument(
+        "--label-method",
+        choices=["neighbours", "lm"],
+        default="neighbours",
+        help="with --labels: vote of similar labelled posts (default; measured better on the offline profile) "
+        "or the LM's label scores (for strong LMs such as the GLM profiles)",
+    )
     chat.add_argument("--max-new-tokens", type=int, default=256)
     chat.add_argument("--temperature", type=float, default=0.0)
     chat.set_defaults(handler=cmd_chat)
