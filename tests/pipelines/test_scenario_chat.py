@@ -299,7 +299,7 @@ def test_cli_labels_a_post_with_its_photo_and_voice_note(tiny_platform):
     out = subprocess.run(
         [sys.executable, "-m", "polyglm", "chat", "--profile", "tiny", "--scenario", "social_sentiment",
          "--lang", "zh", "--message", "第一次带我妈看海！", "--image", str(media / "post-0100.jpg"),
-         "--audio", str(media / "post-0100.ogg"), "--labels"],
+         "--audio", str(media / "post-0100.ogg"), "--labels", "--label-method", "lm"],
         capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert out.returncode == 0, out.stderr
