@@ -274,9 +274,7 @@ def make_text_items(out_dir: Path, count: int, seed: int) -> Iterator[Item]:
 
 
 def symbol_caption(symbol: str, colour: str, count: int) -> str:
-    if count == 1:
-        return f"{'An' if colour[0] in 'aeiou' else 'A'} {colour} {symbol} symbol."
-    return f"{SYMBOL_COUNTS[count]} {colour} {symbol} symbols."
+    return f"{SYMBOL_COUNTS[count]} {colour} {symbol} symbol{'' if count == 1 else 's'}."
 
 
 def symbols_image(rng: random.Random, symbol: str, colour: str, count: int):
