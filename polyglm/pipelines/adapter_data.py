@@ -274,7 +274,9 @@ def make_text_items(out_dir: Path, count: int, seed: int) -> Iterator[Item]:
 
 
 def symbol_caption(symbol: str, colour: str, count: int) -> str:
-    return f"{SYMBOL_COUNTS[count]} {colour} {symbol} symbol{'' if count == 1 else 's'}."
+    if count == 1:
+        return f"{'An' if colour[0] in 'aeiou' else 'A'} {colour} {symbol} symbol."
+    return f"{SYMBOL_COUNTS[count]} {colour} {symbol} symbols."
 
 
 def symbols_image(rng: random.Random, symbol: str, colour: str, count: int):
