@@ -471,7 +471,7 @@ def load_tools(pack: ScenarioPack, module: types.ModuleType | None = None) -> li
     if not pack.tools:
         return []
     module = module or import_tools_module(pack)
-    return [_named(pack, module, name, "tools", TOOL_ATTRIBUTE, "@tool") for name in pack.tools]
+    return [_named(pack, module, name, "tools", _is_tool, "@tool") for name in pack.tools]
 
 
 def load_planners(pack: ScenarioPack, module: types.ModuleType | None = None) -> list[Callable]:
@@ -479,7 +479,7 @@ def load_planners(pack: ScenarioPack, module: types.ModuleType | None = None) ->
     if not pack.planners:
         return []
     module = module or import_tools_module(pack)
-    return [_named(pack, module, name, "planners", PLANNER_ATTRIBUTE, "@planner") for name in pack.planners]
+    return [_named(pack, module, name, "planners", _is_planner, "@planner") for name in pack.planners]
 
 
 def import_tools_module(pack: ScenarioPack) -> types.ModuleType:
@@ -504,8 +504,21 @@ def import_tools_module(pack: ScenarioPack) -> types.ModuleType:
     return module
 
 
+def _is_tool(fn: Callable) -> bool:
+    return isinstance(getattr(fn, TOOL_ATTRIBUTE, None), ToolSpec)
+
+
+def _is_planner(fn: Callable) -> bool:
+    return getattr(fn, PLANNER_ATTRIBUTE, None) is True
+
+
 def _named(
-    pack: ScenarioPack, module: types.ModuleType, name: str, field: str, marker: str, decorator: str
+    pack: ScenarioPack,
+    module: types.ModuleType,
+    name: str,
+    field: str,
+    marked: Callable[[Callable], bool],
+    decorator: str,
 ) -> Callable:
     fn = getattr(module, name, None)
     if fn is None:
@@ -513,7 +526,7 @@ def _named(
             f"scenario pack {pack.name!r}: {pack.manifest}: field `{field}` names `{name}`, "
             f"but {pack.tools_file} defines no function of that name"
         )
-    if not getattr(fn, marker, None):
+    if not marked(fn):
         raise ScenarioError(
             f"scenario pack {pack.name!r}: {pack.tools_file}: `{name}` is not decorated with {decorator} "
             f"(from polyglm.scenarios.tooling import {decorator[1:]})"
