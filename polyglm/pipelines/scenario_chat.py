@@ -154,6 +154,14 @@ class ScenarioAssistant:
         prompt = render_system_prompt(self.pack, self.lang, list(self.tools.values()))
         return f"{prompt}\n\n{quote_passages(hits, self.lang)}" if hits else prompt
 
+    def prompt(self, hits: Sequence[Any], turns: Sequence[dict]) -> list[dict]:
+        """System prompt with the fenced passages, the pack's few-shot, then `turns`."""
+        return [
+            {"role": "system", "content": self.system_prompt(hits)},
+            *few_shot_messages(self.pack, self.lang),
+            *turns,
+        ]
+
     def ocr_block(self, images: Sequence[Any]) -> str:
         """Each image's OCR text, fenced as user material (e.g. a photo of a worked problem)."""
         texts = ["\n".join(line for line, _ in self.platform.ocr.read(image)) for image in images]
@@ -179,11 +187,7 @@ class ScenarioAssistant:
         conversation = validate_messages([*history, {"role": "user", "content": content}])
         hits = self.retriever.search(message, lang=self.lang)
         trace.append({"step": "retrieve", "citations": [h.citation for h in hits]})
-        messages = [
-            {"role": "system", "content": self.system_prompt(hits)},
-            *few_shot_messages(self.pack, self.lang),
-            *conversation,
-        ]
+        messages = self.prompt(hits, conversation)
         calls: list[dict] = []
         for plan, call in run_planners(self.planners, self.tools, message, self.lang):
             calls.append({**call.as_dict(), "source": "planner", "reason": plan.reason})
@@ -244,42 +248,44 @@ class ScenarioAssistant:
         few-shot), the nearest labelled posts as worked examples, then the post with its media text."""
         content, _ = self.user_turn(message, images, audio)
         hits = self.retriever.search(message, lang=self.lang)
-        messages = [
-            {"role": "system", "content": self.system_prompt(hits)},
-            *few_shot_messages(self.pack, self.lang),
-            *self.similar_examples(message),
-            {"role": "user", "content": content},
-        ]
+        messages = self.prompt(hits, [*self.similar_examples(message), {"role": "user", "content": content}])
         lm = self.platform.lm
         return choose_labels(lm.model, lm.tokenizer, lm.chat_ids(messages), self.pack.labels)
 
     @cached_property
-    def labelled_posts(self) -> tuple[list[tuple[str, str]], Any]:
-        """(post, labelled JSON answer) pairs in this language from the pack's fine-tune data, and their
-        embeddings: single-turn conversations whose answer states every label set."""
-        pairs = []
+    def labelled_posts(self) -> tuple[list[tuple[str, str, dict[str, str]]], Any]:
+        """(post, labelled JSON answer, its labels) in this language from the pack's fine-tune data, and
+        the posts' embeddings: single-turn conversations whose answer states every label set."""
+        posts = []
         for row in read_jsonl(self.pack, self.pack.finetune_data):
             turns = [m for m in row["messages"] if m["role"] != "system"]
             if row.get("lang") != self.lang or [m["role"] for m in turns] != ["user", "assistant"]:
                 continue
-            if len(labels_in_answer(turns[1]["content"], self.pack.labels)) == len(self.pack.labels):
-                pairs.append((turns[0]["content"], turns[1]["content"]))
-        vectors = self.platform.embedder.embed([post for post, _ in pairs]) if pairs else None
-        return pairs, vectors
+            labels = labels_in_answer(turns[1]["content"], self.pack.labels)
+            if len(labels) == len(self.pack.labels):
+                posts.append((turns[0]["content"], turns[1]["content"], labels))
+        vectors = self.platform.embedder.embed([post for post, _, _ in posts]) if posts else None
+        return posts, vectors
+
+    def nearest_posts(self, message: str, k: int) -> list[tuple[float, tuple[str, str, dict[str, str]]]]:
+        """(cosine, labelled post) for the k labelled posts most like `message`, nearest first."""
+        posts, vectors = self.labelled_posts
+        if vectors is None or k < 1:
+            return []
+        top = (vectors @ self.platform.embedder.embed([message], query=True)[0]).topk(min(k, len(posts)))
+        return [(weight, posts[index]) for weight, index in zip(top.values.tolist(), top.indices.tolist(), strict=True)]
 
     def labels_by_neighbours(self, message: str, images: Sequence[Any], audio: Sequence[Any]) -> dict[str, dict]:
         """Similarity-weighted vote of the `NEIGHBOURS` most similar labelled posts (post text only: the
         training posts' media are not embedded). Cheap, and stronger than a very small LM's scores."""
-        pairs, vectors = self.labelled_posts
-        if vectors is None:
+        nearest = self.nearest_posts(message, NEIGHBOURS)
+        if not nearest:
             raise InputError(f"scenario {self.pack.name!r} has no labelled {self.lang} posts in its fine-tune data")
-        scores = vectors @ self.platform.embedder.embed([message], query=True)[0]
-        top = scores.topk(min(NEIGHBOURS, len(pairs)))
         chosen = {}
         for name, labels in self.pack.labels.items():
             votes = dict.fromkeys(labels, 0.0)
-            for weight, index in zip(top.values.tolist(), top.indices.tolist(), strict=True):
-                votes[labels_in_answer(pairs[index][1], self.pack.labels)[name]] += max(weight, 0.0)
+            for weight, (_, _, post_labels) in nearest:
+                votes[post_labels[name]] += max(weight, 0.0)
             total = sum(votes.values()) or 1.0
             chosen[name] = {"label": max(votes, key=votes.get),
                             "probabilities": {label: round(v / total, 4) for label, v in votes.items()}}  # fmt: skip
@@ -290,13 +296,9 @@ class ScenarioAssistant:
 
         Retrieved demonstrations let even a small model anchor its label scores on how this pack's
         annotators labelled similar posts; the nearest comes last, closest to the post."""
-        pairs, vectors = self.labelled_posts
-        if not self.demonstrations or vectors is None:
-            return []
-        scores = vectors @ self.platform.embedder.embed([message], query=True)[0]
-        nearest = scores.topk(min(self.demonstrations, len(pairs))).indices.tolist()[::-1]
-        return [turn for i in nearest for turn in ({"role": "user", "content": pairs[i][0]},
-                                                   {"role": "assistant", "content": pairs[i][1]})]  # fmt: skip
+        nearest = self.nearest_posts(message, self.demonstrations)[::-1]
+        return [turn for _, (post, answer, _) in nearest
+                for turn in ({"role": "user", "content": post}, {"role": "assistant", "content": answer})]  # fmt: skip
 
     def _escalated(self, answer: str) -> str:
         """The escalation text first (once), then what the model said."""

@@ -242,8 +242,8 @@ def test_classify_returns_valid_labels_with_probabilities(tiny_platform):
 
 def test_neighbour_vote_labels_a_post_like_its_annotated_twins(tiny_platform):
     assistant = scenario_assistant(tiny_platform, "social_sentiment", "en")
-    pairs, _ = assistant.labelled_posts
-    post, answer = pairs[0]
+    posts, _ = assistant.labelled_posts
+    post, answer, _ = posts[0]
     labels = assistant.classify(post, method="neighbours")
     for name, result in labels.items():
         assert result["label"] in assistant.pack.labels[name]
