@@ -186,14 +186,15 @@ def read_records(path: Path) -> list[dict]:
     """Every complete record; a line cut off by a crash is dropped from the file so appends stay valid."""
     if not path.is_file():
         return []
+    lines = path.read_text(encoding="utf-8").splitlines()
     records, kept = [], []
-    for line in path.read_text(encoding="utf-8").splitlines():
+    for line in lines:
         try:
             records.append(json.loads(line))
             kept.append(line)
         except json.JSONDecodeError:
             continue
-    if len(kept) != len(path.read_text(encoding="utf-8").splitlines()):
+    if len(kept) != len(lines):
         path.write_text("".join(f"{line}\n" for line in kept), encoding="utf-8")
     return records
 

@@ -113,21 +113,17 @@ class MultimodalModel:
 
         names = list(names) or [s.name if isinstance(s, Path) else f"upload {i + 1}" for i, s in enumerate(sources)]
 
-        def decode(index: int) -> tuple[int, Any, str | None]:
+        def decode(source: Path | bytes, name: str) -> tuple[Any, str | None]:
             try:
-                return (
-                    index,
-                    load_media(modality, sources[index], name=names[index], limits=limits or media.DEFAULT_LIMITS),
-                    None,
-                )
+                return load_media(modality, source, name=name, limits=limits or media.DEFAULT_LIMITS), None
             except InputError as exc:
-                return index, None, str(exc)
+                return None, str(exc)
 
         # Decoding waits on ffmpeg processes and PIL's C code, both outside the GIL: threads overlap it.
         with ThreadPoolExecutor(max_workers=max(1, min(len(sources), os.cpu_count() or 1, 8))) as pool:
-            outcomes = list(pool.map(decode, range(len(sources))))
-        decoded = {i: value for i, value, error in outcomes if error is None}
-        errors = {i: error for i, _, error in outcomes if error is not None}
+            outcomes = list(pool.map(decode, sources, names))  # in input order
+        decoded = {i: value for i, (value, error) in enumerate(outcomes) if error is None}
+        errors = {i: error for i, (_, error) in enumerate(outcomes) if error is not None}
         good = sorted(decoded)
         features = self.encoder_features(modality, [decoded[i] for i in good]) if good else []
         projected = self.project(modality, features, [names[i] for i in good]) if good else []

@@ -1089,7 +1089,7 @@ _MODE_WORDS = (("factor", r"factori[sz]e|factor|因式分解|分解因式"), ("e
 _QUIZ_REQUEST = re.compile(r"quiz|questions?|practice|题", re.IGNORECASE)
 _DIFFICULTY_WORDS = (("hard", r"hard|difficult|难"), ("medium", r"medium|中等|一般"),
                      ("easy", r"easy|simple|简单|基础"))  # fmt: skip
-_QUIZ_ID_IN_TEXT = re.compile(r"[a-z_]{3,30}-(?:easy|medium|hard)-\d{1,2}-\d{1,9}")
+_QUIZ_ID_IN_TEXT = re.compile(QUIZ_ID.pattern.removeprefix("^").removesuffix("$"))  # a quiz id inside a message
 _NUMBERED = re.compile(r"(?:^|\s)\d{1,2}\s*[).、]\s*(?!\d)")
 _STUDENT_CUE = re.compile(
     r"[.。,，;；]?\s*(?:(?:i'?m|i am|my name is|for)\s+|(?:我叫|我是)\s*)([^\s,.。，;；:：]{1,40})", re.IGNORECASE
@@ -1206,7 +1206,7 @@ def plan_grading(message: str, lang: str) -> list[PlannedCall]:
         return []
     student = _STUDENT_CUE.search(message[found.end() :]) or _STUDENT_CUE.search(message[: found.start()])
     tail = message[found.end() :]
-    if student and student.start() >= 0 and message[found.end() :].find(student.group(0)) >= 0:
+    if student and student.group(0) in tail:
         tail = tail.replace(student.group(0), " ")
     tail = re.sub(r"^\s*(?:are|is|=)?\s*[:：]?", "", tail)
     tail = re.sub(r"^[^\d\-xyz]*?(?=\d|-|x)", "", tail, count=1) if _NUMBERED.search(tail) else tail
