@@ -201,7 +201,7 @@ def make_photo_items(out_dir: Path, count: int, seed: int, label_of: Callable) -
         yield Item(
             index,
             name,
-            f"A photo of {'an' if label[0] in 'aeiou' else 'a'} {label}.",
+            f"A photo of {article(label)} {label}.",
             {"source": source, "label": label},
         )
 
@@ -273,9 +273,14 @@ def make_text_items(out_dir: Path, count: int, seed: int) -> Iterator[Item]:
         yield Item(index, name, text_caption(words, ink), {"words": words, "colour": ink})
 
 
+def article(word: str) -> str:
+    """The indefinite article our captions use before `word` (by its first letter, as written)."""
+    return "an" if word[:1] in "aeiou" else "a"
+
+
 def symbol_caption(symbol: str, colour: str, count: int) -> str:
     if count == 1:
-        return f"{'An' if colour[0] in 'aeiou' else 'A'} {colour} {symbol} symbol."
+        return f"{article(colour).capitalize()} {colour} {symbol} symbol."
     return f"{SYMBOL_COUNTS[count]} {colour} {symbol} symbols."
 
 
