@@ -440,7 +440,7 @@ def instructions(example: Example, modality: str) -> list[tuple[str, str]]:
                 ("What colour is the writing?", f"It is {meta['colour']}."),
                 ("Describe the image in a few words.", example.target)]  # fmt: skip
     if "symbol" in meta:
-        return [("What symbol is shown?", f"A {meta['symbol']} symbol."),
+        return [("What symbol is shown?", f"{data.article(meta['symbol']).capitalize()} {meta['symbol']} symbol."),
                 ("How many symbols are in the picture?", f"{data.SYMBOL_COUNTS[meta['count']].replace('A', 'One')}."),
                 ("Describe the image in a few words.", example.target)]  # fmt: skip
     if "chart" in meta:
