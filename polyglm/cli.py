@@ -19,6 +19,16 @@ def _profile_arg(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--profile", default=DEFAULT_PROFILE, help=f"one of {', '.join(available_profiles())}")
 
 
+def _dtype_arg(parser: argparse.ArgumentParser) -> None:
+    from polyglm.platform.precision import AUTO, DTYPES
+
+    parser.add_argument(
+        "--lm-dtype", "--dtype", dest="lm_dtype", choices=[AUTO, *DTYPES], default=AUTO,
+        help="the LM's dtype while training; auto: bf16 only where the hardware runs it natively "
+        "(see `polyglm models list`)",
+    )  # fmt: skip
+
+
 def cmd_models_prepare(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
@@ -63,8 +73,12 @@ def cmd_models_list(args: argparse.Namespace) -> int:
     if args.json:
         print(inventory_json(statuses))
         return 0
+    if statuses:
+        print(f"compute: {statuses[0].compute['hardware']}")
     for status in statuses:
         print(f"{status.name}  ({'ready' if status.ready else 'incomplete'})  {status.title}")
+        dtypes = status.compute["dtypes"]
+        print("  dtype: " + "; ".join(f"{job} {d['dtype']} ({d['reason']})" for job, d in dtypes.items()))
         for part in status.parts:
             size = f"{part.bytes / 1e6:8.1f} MB" if part.present else "   missing"
             print(f"  {part.role:15s} {size}  {part.source}  [{part.licence}]")
@@ -301,7 +315,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--batch-size", type=int, default=8)
     train.add_argument("--lr", type=float, default=1e-3)
     train.add_argument("--seed", type=int, default=0)
-    train.add_argument("--lm-dtype", choices=["bfloat16", "float32"], default="bfloat16")
+    _dtype_arg(train)
     train.add_argument("--eval-generate", type=int, default=40, help="held-out items scored by generation")
     train.add_argument("--out", help="output folder (default runs/PROFILE-MODALITY); rerun to resume")
     train.set_defaults(handler=cmd_train_adapter)
@@ -316,7 +330,7 @@ def build_parser() -> argparse.ArgumentParser:
     finetune.add_argument("--max-items", type=int, help="only the first N conversations (quick runs)")
     finetune.add_argument("--max-tokens", type=int, default=512, help="tokens per row; use 2048 on a GPU")
     finetune.add_argument("--seed", type=int, default=0)
-    finetune.add_argument("--lm-dtype", choices=["bfloat16", "float32"], default="bfloat16")
+    _dtype_arg(finetune)
     finetune.add_argument(
         "--forgetting-threshold",
         type=float,

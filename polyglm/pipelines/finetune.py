@@ -48,6 +48,7 @@ from polyglm.platform.errors import PolyglmError
 from polyglm.platform.fusion import IGNORE_INDEX
 from polyglm.platform.loader import Platform, load_platform
 from polyglm.platform.multimodal import part_identity
+from polyglm.platform.precision import AUTO, DTYPES
 from polyglm.scenarios.loader import load_pack, read_jsonl
 
 ROLES = ("system", "user", "assistant", "observation")
@@ -72,7 +73,7 @@ class FinetuneOptions:
     max_items: int | None = None  # only the first N conversations of train.jsonl (quick runs); None = all
     max_tokens: int = 512  # tokens per row: long conversations lose prompt tokens on the left, never an answer
     seed: int = 0  # LoRA initialisation and batch order
-    lm_dtype: str = "bfloat16"  # the LM's dtype while training (bf16 uses AMX on this CPU; LoRA weights stay fp32)
+    lm_dtype: str = "auto"  # the LM's dtype while training: auto = precision.choose_dtype("training"); LoRA stays fp32
     forgetting_threshold: float = 0.10  # tolerated relative rise of the general-set loss for becoming the default
     make_default: bool = True  # make the adapter the scenario's default when the guard allows it
     force: bool = False  # make it the default even when the guard objects (explicit override)
@@ -541,8 +542,8 @@ def _validate(options: FinetuneOptions) -> None:
         problems.append(f"max_tokens must be at least 16, got {options.max_tokens}")
     if options.lr <= 0 or options.forgetting_threshold < 0:
         problems.append("lr must be > 0 and forgetting_threshold >= 0")
-    if not isinstance(getattr(torch, options.lm_dtype, None), torch.dtype):
-        problems.append(f"lm_dtype {options.lm_dtype!r} is not a torch dtype (bfloat16, float32, float16)")
+    if options.lm_dtype not in (AUTO, *DTYPES):
+        problems.append(f"lm_dtype {options.lm_dtype!r} is not one of {AUTO}, {', '.join(DTYPES)}")
     if problems:
         raise FinetuneError("finetune options: " + "; ".join(problems))
 
@@ -587,7 +588,7 @@ def finetune_scenario(options: FinetuneOptions, platform: Platform | None = None
     if isinstance(lm.model, PeftModel):
         raise FinetuneError("the platform's LM already has a LoRA adapter applied; fine-tune on a plain platform")
     torch.manual_seed(options.seed)
-    lm.model.to(getattr(torch, options.lm_dtype)).requires_grad_(False).eval()
+    lm.model.to(platform.training_dtype(options.lm_dtype).torch_dtype).requires_grad_(False).eval()
     tokenizer, device = lm.tokenizer, lm.device
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     stop_ids = lm.stop_token_ids
@@ -677,6 +678,7 @@ def finetune_scenario(options: FinetuneOptions, platform: Platform | None = None
             "media_turns_skipped": media_skipped,
             "observation_role": obs_role,
             "max_tokens": max_tokens,
+            "lm_dtype": str(model.dtype).removeprefix("torch."),
             "steps": state.step,
             "steps_this_run": state.step - first_step,
             "train_seconds_this_run": round(seconds, 1),

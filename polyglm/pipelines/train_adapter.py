@@ -44,7 +44,7 @@ class TrainOptions:
     batch_size: int = 8
     lr: float = 1e-3  # AdamW learning rate
     seed: int = 0  # data, init and shuffling
-    lm_dtype: str = "bfloat16"  # the frozen LM's dtype while training (bf16 uses AMX on this CPU)
+    lm_dtype: str = "auto"  # the frozen LM's dtype while training: auto = precision.choose_dtype("training")
     checkpoint_every: int = 25  # steps between resumable checkpoints
     eval_generate: int = 40  # held-out items scored by generation (WER / caption accuracy)
     out_dir: Path = Path("runs/adapter")  # checkpoints, loss curve, metrics, final adapter
@@ -309,7 +309,9 @@ def plot_losses(losses: list, before: float, after: float, path: Path, title: st
 def prepare_model(options: TrainOptions, platform: Platform | None = None) -> MultimodalModel:
     platform = platform or load_platform(options.profile)
     mm = MultimodalModel(platform)
-    mm.lm.model.to(getattr(torch, options.lm_dtype)).requires_grad_(False)
+    choice = platform.training_dtype(options.lm_dtype)
+    tqdm.write(f"training dtype: {choice.dtype} ({choice.reason})")
+    mm.lm.model.to(choice.torch_dtype).requires_grad_(False)
     return mm
 
 
@@ -351,7 +353,7 @@ def train_adapter(options: TrainOptions, platform: Platform | None = None) -> di
     metrics = {"held_out_loss_before": round(before, 4), "held_out_loss_after": round(after, 4),
                "loss_ratio_after_before": round(after / before, 4), "train_items": len(train),
                "held_out_items": len(test), "steps": state.step, "train_seconds_this_run": round(seconds, 1),
-               **extra}  # fmt: skip
+               "lm_dtype": str(mm.lm.model.dtype).removeprefix("torch."), **extra}  # fmt: skip
     plot_losses(state.losses, before, after, options.out_dir / "loss.png", f"{options.modality} adapter, stage 1")
     encoder_id, encoder_hash = part_identity(mm.platform, MODALITY_ROLE[options.modality])
     lm_id, lm_hash = part_identity(mm.platform, "language_model")
@@ -410,7 +412,7 @@ class Stage2Options:
     lr: float = 2e-4
     lora_rank: int = 8
     seed: int = 0
-    lm_dtype: str = "bfloat16"
+    lm_dtype: str = "auto"  # as TrainOptions.lm_dtype
     out_dir: Path = Path("runs/stage2")
 
 
@@ -524,7 +526,7 @@ def train_stage2(options: Stage2Options, platform: Platform | None = None) -> di
     after = {kind: mean_loss(mm, projectors, rows, options.batch_size) for kind, rows in test.items()}
     metrics = {f"held_out_loss_{kind}_{when}": round(value, 4)
                for when, table in (("before", before), ("after", after)) for kind, value in table.items()}  # fmt: skip
-    metrics.update(steps=len(batches), train_samples=len(train))
+    metrics.update(steps=len(batches), train_samples=len(train), lm_dtype=str(mm.lm.model.dtype).removeprefix("torch."))
     mm.lm.model.save_pretrained(options.out_dir / "lora")
     # Give the caller's platform its plain LM back: the LoRA lives in out_dir, not in shared state.
     mm.lm.model = mm.lm.model.unload().eval()

@@ -68,8 +68,8 @@ class Profile:
     parts: Mapping[str, PartSpec]  # role -> part; a profile may omit roles it lacks
     adapters: Mapping[str, str]  # modality -> adapter folder (relative to the repo's adapters/)
     languages: tuple[str, ...]  # languages the LM handles well
-    gpu_dtype: str = "bfloat16"  # dtype on CUDA
-    cpu_dtype: str = "float32"  # dtype on CPU
+    gpu_dtype: str = "auto"  # inference dtype on CUDA: auto (precision.choose_dtype), bfloat16 or float32
+    cpu_dtype: str = "auto"  # inference dtype on CPU: auto (float32 unless a job measured bf16 safe), or forced
 
     def part(self, role: str) -> PartSpec:
         try:
@@ -115,8 +115,8 @@ def _profile_from_dict(name: str, raw: object, path: Path) -> Profile:
         parts=MappingProxyType(parts),
         adapters=MappingProxyType({str(k): str(v) for k, v in adapters.items() if v}),
         languages=tuple(raw.get("languages", ("en",))),
-        gpu_dtype=str(raw.get("gpu_dtype", "bfloat16")),
-        cpu_dtype=str(raw.get("cpu_dtype", "float32")),
+        gpu_dtype=str(raw.get("gpu_dtype", "auto")),
+        cpu_dtype=str(raw.get("cpu_dtype", "auto")),
     )
 
 

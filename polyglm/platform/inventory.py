@@ -9,6 +9,7 @@ from pathlib import Path
 from polyglm.platform.config import Profile, Settings, available_profiles, load_profile
 from polyglm.platform.errors import ModelMissingError
 from polyglm.platform.locate import resolve_part
+from polyglm.platform.precision import capability_summary
 
 ADAPTER_ROOT = Path(__file__).resolve().parents[1] / "adapters"  # shipped inside the package
 
@@ -40,6 +41,7 @@ class ProfileStatus:
     languages: tuple[str, ...]
     parts: list[PartStatus]
     adapters: list[AdapterStatus]
+    compute: dict  # device, detected bf16 support, inference/training dtype and why (precision.capability_summary)
 
     @property
     def ready(self) -> bool:
@@ -77,7 +79,15 @@ def profile_status(name: str, settings: Settings | None = None) -> ProfileStatus
         languages=profile.languages,
         parts=[part_status(profile, role, settings) for role in profile.parts],
         adapters=[adapter_status(m, rel) for m, rel in profile.adapters.items()],
+        compute=compute_status(profile),
     )
+
+
+def compute_status(profile: Profile) -> dict:
+    from polyglm.platform.loader import pick_device
+
+    device = pick_device()
+    return capability_summary(device, profile.gpu_dtype if device.startswith("cuda") else profile.cpu_dtype)
 
 
 def inventory(settings: Settings | None = None) -> list[ProfileStatus]:

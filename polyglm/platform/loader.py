@@ -15,6 +15,7 @@ from typing import Any
 
 from polyglm.platform.config import PART_ROLES, Profile, Settings, load_profile
 from polyglm.platform.locate import resolve_part
+from polyglm.platform.precision import DtypeChoice, choose_dtype, detect_hardware
 
 
 def _part_loaders() -> dict[str, Callable[..., Any]]:
@@ -63,11 +64,18 @@ class Platform:
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property
-    def dtype(self):
-        import torch
+    def dtype_choice(self) -> DtypeChoice:
+        """Inference dtype of every part, from the one capability rule (the profile may force one)."""
+        requested = self.profile.gpu_dtype if self.device.startswith("cuda") else self.profile.cpu_dtype
+        return choose_dtype("inference", requested, detect_hardware(self.device))
 
-        name = self.profile.gpu_dtype if self.device.startswith("cuda") else self.profile.cpu_dtype
-        return getattr(torch, name)
+    @property
+    def dtype(self):
+        return self.dtype_choice.torch_dtype
+
+    def training_dtype(self, requested: str | None = None) -> DtypeChoice:
+        """dtype of the frozen LM while adapters or LoRA weights train on this platform's device."""
+        return choose_dtype("training", requested, detect_hardware(self.device))
 
     def get(self, role: str) -> Any:
         if role not in PART_ROLES:

@@ -40,6 +40,12 @@ def render() -> None:
     for part in status.parts:
         if part.problem:
             st.warning(part.problem)
+    st.subheader("Compute")
+    st.caption(status.compute["hardware"])
+    st.dataframe(
+        [{"job": job, "dtype": d["dtype"], "why": d["reason"]} for job, d in status.compute["dtypes"].items()],
+        hide_index=True,
+    )
     platform = current_platform()
     if st.button("Load all parts", icon=":material/download:", disabled=not status.ready):
         progress = st.progress(0.0, text="loading…")

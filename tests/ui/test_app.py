@@ -39,8 +39,11 @@ def test_models_page_lists_parts_and_loads_them(tiny_platform):
     parts = at.dataframe[0].value
     assert list(parts["part"]) == ["language_model", "vision", "speech", "embedding", "ocr"]
     assert parts["present"].all()
+    compute = at.dataframe[1].value
+    assert list(compute["job"]) == ["inference", "training"] and set(compute["dtype"]) <= {"float32", "bfloat16"}
+    assert at.caption[0].value.startswith("cpu: ATen ")
     at.button[0].click().run()
-    loaded = at.dataframe[1].value
+    loaded = at.dataframe[2].value
     assert set(loaded["part"]) == {"language_model", "vision", "speech", "embedding", "ocr"}
     assert (loaded["load time (s)"] >= 0).all() and set(loaded["device"]) == {"cpu"}
 
