@@ -1,11 +1,13 @@
-"""Helpers shared by the packs' `data/make_data.py` scripts.
+"""Helpers shared by the packs' `data/make_data.py` (and `make_media.py`) scripts.
 
 Each pack keeps its own words (YAML banks, templates, conversation families) beside its script; what
 lives here is the plumbing that must behave the same in every pack, so that all training files have
-one message format, one way of quoting knowledge-base passages into the system prompt, one id scheme
-and one set of train/eval leak checks. Everything is deterministic: the only randomness comes from the
-`random.Random` a script passes in, and these helpers draw from it in a fixed order (changing that
-order changes every pack's data files).
+one message format, one way of quoting knowledge-base passages into the system prompt, one id scheme,
+one set of train/eval checks and one way of writing the files. A script's shape is then: load the
+context (`PackContext.for_pack`), build the conversations (`train_set`) and the eval items
+(`eval_set`), write both (`write_train_and_eval`). Everything is deterministic: the only randomness
+comes from the `random.Random` a script passes in, and these helpers draw from it in a fixed order
+(changing that order changes every pack's data files).
 """
 
 from __future__ import annotations
@@ -19,7 +21,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
+
+import yaml
 
 # ---------------------------------------------------------------- messages
 
@@ -84,9 +88,18 @@ class PackContext:
     """What every pack's conversation builders share; a script subclasses it to add its own banks."""
 
     rng: random.Random
+    pack: Any  # the ScenarioPack, as the loader returns it
     tools: dict[str, Callable]
     prompts: dict[str, str]  # language -> rendered system prompt
     passages: dict[str, list]  # kb doc id -> passages
+
+    @classmethod
+    def for_pack(cls, name: str, data_dir: Path, today: date, rng: random.Random, **banks: Any) -> Self:
+        """The context of pack `name` (loaded by `load_pack_for_data`), plus the script's own banks by field name."""
+        loaded = load_pack_for_data(name, data_dir, today)
+        return cls(
+            rng=rng, pack=loaded.pack, tools=loaded.tools, prompts=loaded.prompts, passages=loaded.passages, **banks
+        )
 
     def call(self, name: str, arguments: dict, expect_error: bool = False):
         """Run a tool exactly as the chat pipeline does; stop if it fails (or succeeds) unexpectedly."""
@@ -138,6 +151,96 @@ def throwaway_cache() -> Iterator[str]:
         yield cache
 
 
+# ---------------------------------------------------------------- the train and eval sets
+
+
+def kb_conversations(ctx: PackContext, entries: Iterable[dict]) -> Iterator[dict]:
+    """One conversation per question of kb_dialogues.yaml entries {doc, anchor, q, a} (the last three per language).
+
+    The system turn quotes the passage of `doc` holding `anchor`, as retrieval would at run time, and the
+    answer is the entry's answer in the question's language.
+    """
+    for entry in entries:
+        for lang in ("en", "zh"):
+            for question in entry["q"][lang]:
+                refs = ctx.references(entry["doc"], lang, entry["anchor"][lang])
+                yield conversation(lang, [ctx.system(lang, refs), user(question), assistant(entry["a"][lang])])
+
+
+def train_set(ctx: PackContext, families: Iterable[Callable], prefix: str) -> list[dict]:
+    """Every conversation of every family (a function of `ctx`), checked, shuffled and numbered `{prefix}-0001`..."""
+    conversations = [c for family in families for c in family(ctx)]
+    for c in conversations:
+        check_turns(c)
+    ctx.rng.shuffle(conversations)
+    return numbered(prefix, conversations, 4)
+
+
+def check_turns(conversation: dict) -> None:
+    """Stop on a conversation that does not open with system + user or ends on anything but the assistant's answer."""
+    roles = [m["role"] for m in conversation["messages"]]
+    if roles[:2] != ["system", "user"] or roles[-1] != "assistant" or "tool_calls" in conversation["messages"][-1]:
+        raise SystemExit(f"malformed conversation: {roles}")
+
+
+def eval_set(
+    ctx: PackContext,
+    prefix: str,
+    raw_items: list[dict],
+    train: list[dict],
+    check_call: Callable[[str, dict, dict, dict], None] | None = None,
+    fact_fields: Callable[[dict], dict] | None = None,
+) -> list[dict]:
+    """Eval items `{prefix}-001`... from a pack's eval_items.yaml (lang, input, facts, calls, docs and the flags).
+
+    Every expected call runs through the real tool, so one the tool rejects stops the script; so does
+    `check_call(item id, raw item, call, result)` when the result contradicts what the item says. With
+    `fact_fields` (first call's result -> {name: text}), facts are templates filled from that result.
+    """
+    seen = user_texts(train)
+    items = []
+    for number, raw in enumerate(raw_items, start=1):
+        ensure_unseen(raw["input"], seen)
+        items.append(_eval_item(ctx, f"{prefix}-{number:03d}", raw, check_call, fact_fields))
+    return items
+
+
+def _eval_item(
+    ctx: PackContext,
+    item_id: str,
+    raw: dict,
+    check_call: Callable[[str, dict, dict, dict], None] | None,
+    fact_fields: Callable[[dict], dict] | None,
+) -> dict:
+    item: dict[str, Any] = {"id": item_id, "lang": raw["lang"], "input": raw["input"]}
+    results = []
+    for call in raw.get("calls", []):
+        results.append(ctx.call(call["name"], call["arguments"]).result)
+        if check_call is not None:
+            check_call(item_id, raw, call, results[-1])
+    if "facts" in raw:
+        facts = raw["facts"]
+        if fact_fields is not None:
+            fill = fact_fields(results[0]) if results else {}
+            facts = [fact.format(**fill) for fact in facts]
+        item["expected_facts"] = checked_facts(item_id, facts)
+    if "calls" in raw:
+        item["expected_tool_calls"] = raw["calls"]
+    if "docs" in raw:
+        item["relevant_docs"] = relevant_docs(item_id, raw["docs"], raw["lang"], ctx.passages)
+    item.update(eval_flags(raw))
+    return item
+
+
+def write_train_and_eval(data_dir: Path, train: list[dict], evals: list[dict], min_train: int, min_eval: int) -> str:
+    """Check the sizes, write train.jsonl and eval.jsonl, and return the line a script prints about them."""
+    check_sizes(train, evals, min_train, min_eval)
+    write_jsonl(data_dir / "train.jsonl", train)
+    write_jsonl(data_dir / "eval.jsonl", evals)
+    share = sum(c["lang"] == "zh" for c in train) / len(train)
+    return f"{len(train)} train conversations ({share:.0%} zh), {len(evals)} eval items"
+
+
 # ---------------------------------------------------------------- ids, checks and files
 
 
@@ -182,6 +285,16 @@ def check_sizes(train: list, evals: list, min_train: int, min_eval: int) -> None
     """Stop when a bank edit left too few conversations or eval items."""
     if len(train) < min_train or len(evals) < min_eval:
         raise SystemExit(f"only {len(train)} train / {len(evals)} eval items; need {min_train} / {min_eval}")
+
+
+def read_yaml(path: Path) -> Any:
+    """A YAML bank beside a script (the words its data is made of)."""
+    return yaml.safe_load(path.read_text(encoding="utf-8"))
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    """The rows of a JSON-lines file, blank lines skipped (what `write_jsonl` writes)."""
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
 def write_jsonl(path: Path, rows: list[dict]) -> None:

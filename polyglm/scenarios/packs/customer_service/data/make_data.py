@@ -19,24 +19,8 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from polyglm.scenarios.datagen import (
-    PackContext,
-    assistant,
-    check_sizes,
-    conversation,
-    ensure_unseen,
-    eval_flags,
-    load_pack_for_data,
-    numbered,
-    observation,
-    relevant_docs,
-    throwaway_cache,
-    user,
-    user_texts,
-    write_jsonl,
-)
+from polyglm.scenarios import datagen
+from polyglm.scenarios.datagen import PackContext, assistant, conversation, observation, read_yaml, user
 
 SEED = 20261128
 TODAY = date(2026, 11, 28)  # the sample store's clock (store_clock in orders.sql)
@@ -334,7 +318,6 @@ def orders_sql(orders: list[dict]) -> str:
 class Context(PackContext):
     """Everything the conversation builders share: the pack (see datagen) plus this pack's banks and orders."""
 
-    pack: Any
     intents: dict[str, dict]  # kb intent name -> entry of kb_dialogues.yaml
     bank: dict[str, Any]  # tool_dialogues.yaml
     orders: list[dict]
@@ -604,43 +587,18 @@ FAMILIES = [
 
 
 def build_train(ctx: Context) -> list[dict]:
-    conversations = [c for family in FAMILIES for c in family(ctx)]
-    ctx.rng.shuffle(conversations)
-    return numbered("cs-train", conversations, 4)
+    return datagen.train_set(ctx, FAMILIES, "cs-train")
 
 
 # ---------------------------------------------------------------- eval set
 
 
 def build_eval(ctx: Context, train: list[dict]) -> list[dict]:
-    seen_inputs = user_texts(train)
-    items = []
-    for number, raw in enumerate(yaml.safe_load((HERE / "eval_items.yaml").read_text(encoding="utf-8")), start=1):
-        ensure_unseen(raw["input"], seen_inputs)
-        items.append(_eval_item(ctx, number, raw))
-    return items
-
-
-def _eval_item(ctx: Context, number: int, raw: dict) -> dict:
-    lang = raw["lang"]
-    item: dict[str, Any] = {"id": f"cs-eval-{number:03d}", "lang": lang, "input": raw["input"]}
-    results = [_checked_call(ctx, call) for call in raw.get("calls", [])]
-    if "facts" in raw:
-        fill = _fact_fields(results[0]) if results else {}
-        item["expected_facts"] = [fact.format(**fill) for fact in raw["facts"]]
-    if "calls" in raw:
-        item["expected_tool_calls"] = raw["calls"]
-    if "docs" in raw:
-        item["relevant_docs"] = relevant_docs(item["id"], raw["docs"], lang, ctx.passages)
-    item.update(eval_flags(raw))
-    return item
-
-
-def _checked_call(ctx: Context, call: dict) -> dict:
-    return ctx.call(call["name"], call["arguments"]).result
+    return datagen.eval_set(ctx, "cs-eval", read_yaml(HERE / "eval_items.yaml"), train, fact_fields=_fact_fields)
 
 
 def _fact_fields(result: dict) -> dict:
+    """A tool result as fact fields: amounts as the assistant writes them (1,299.00), so facts follow the orders."""
     return {key: f"{value:,.2f}" if isinstance(value, float) else value for key, value in result.items()}
 
 
@@ -648,32 +606,20 @@ def _fact_fields(result: dict) -> dict:
 
 
 def make_context(rng: random.Random, orders: list[dict]) -> Context:
-    loaded = load_pack_for_data(PACK, HERE, TODAY)
-    return Context(
-        rng=rng,
-        pack=loaded.pack,
-        tools=loaded.tools,
-        prompts=loaded.prompts,
-        passages=loaded.passages,
-        intents={e["intent"]: e for e in yaml.safe_load((HERE / "kb_dialogues.yaml").read_text(encoding="utf-8"))},
-        bank=yaml.safe_load((HERE / "tool_dialogues.yaml").read_text(encoding="utf-8")),
-        orders=orders,
-    )
+    intents = {e["intent"]: e for e in read_yaml(HERE / "kb_dialogues.yaml")}
+    bank = read_yaml(HERE / "tool_dialogues.yaml")
+    return Context.for_pack(PACK, HERE, TODAY, rng, intents=intents, bank=bank, orders=orders)
 
 
 def main() -> int:
     rng = random.Random(SEED)
     orders = build_orders(rng)
     (HERE / "orders.sql").write_text(orders_sql(orders), encoding="utf-8")
-    with throwaway_cache():  # a fresh orders db and hand-off queue; never the user's cache
+    with datagen.throwaway_cache():  # a fresh orders db and hand-off queue; never the user's cache
         ctx = make_context(rng, orders)
         train = build_train(ctx)
         evals = build_eval(ctx, train)
-    check_sizes(train, evals, MIN_TRAIN, MIN_EVAL)
-    write_jsonl(HERE / "train.jsonl", train)
-    write_jsonl(HERE / "eval.jsonl", evals)
-    share = sum(c["lang"] == "zh" for c in train) / len(train)
-    print(f"{len(orders)} orders, {len(train)} train conversations ({share:.0%} zh), {len(evals)} eval items")
+    print(f"{len(orders)} orders, {datagen.write_train_and_eval(HERE, train, evals, MIN_TRAIN, MIN_EVAL)}")
     return 0
 
 

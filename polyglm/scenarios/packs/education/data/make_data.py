@@ -3,11 +3,12 @@
     .venv/bin/python polyglm/scenarios/packs/education/data/make_data.py
 
 Deterministic (SEED below): the same files on every run. The words live in three YAML files beside
-this script (kb_dialogues.yaml: concept questions; tool_dialogues.yaml: checking, quizzes, photos,
-refusals; eval_items.yaml: the eval set). This script joins them with the pack itself: system prompts
-come from the loader, quoted passages from the real chunker, and every tool call is run through the
-real tool (against a throw-away cache folder), so each observation and every number the tutor says
-about a result is what the tool returns. A wording or tool change shows up here as a changed line.
+this script (kb_dialogues.yaml: concept questions; tool_dialogues.yaml: checking, quizzes and their
+marking, photos, refusals; eval_items.yaml: the eval set). This script joins them with the pack itself:
+system prompts come from the loader, quoted passages from the real chunker, and every tool call is run
+through the real tool (against a throw-away cache folder), so each observation and every number the
+tutor says about a result is what the tool returns. A wording or tool change shows up here as a
+changed line.
 """
 
 from __future__ import annotations
@@ -21,25 +22,8 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from polyglm.scenarios.datagen import (
-    PackContext,
-    assistant,
-    check_sizes,
-    checked_facts,
-    conversation,
-    ensure_unseen,
-    eval_flags,
-    load_pack_for_data,
-    numbered,
-    observation,
-    relevant_docs,
-    throwaway_cache,
-    user,
-    user_texts,
-    write_jsonl,
-)
+from polyglm.scenarios import datagen
+from polyglm.scenarios.datagen import PackContext, assistant, conversation, observation, read_yaml, user
 
 SEED = 20261128
 TODAY = date(2026, 11, 28)
@@ -47,42 +31,7 @@ HERE = Path(__file__).resolve().parent
 PACK = "education"
 MIN_TRAIN, MIN_EVAL = 200, 50
 
-TOPIC_NAMES = {
-    "linear_equations": {"en": "linear equations", "zh": "一元一次方程"},
-    "quadratic_equations": {"en": "quadratic equations", "zh": "一元二次方程"},
-    "fractions_percentages": {"en": "fractions and percentages", "zh": "分数与百分数"},
-    "ratios": {"en": "ratio and proportion", "zh": "比和比例"},
-    "pythagoras": {"en": "Pythagoras' theorem", "zh": "勾股定理"},
-    "area_volume": {"en": "area and volume", "zh": "面积与体积"},
-    "probability": {"en": "probability", "zh": "概率"},
-    "speed": {"en": "speed and acceleration", "zh": "速度与加速度"},
-    "density": {"en": "density", "zh": "密度"},
-    "pressure": {"en": "pressure", "zh": "压强"},
-    "ohms_law": {"en": "Ohm's law", "zh": "欧姆定律"},
-    "work_energy_power": {"en": "work, energy and power", "zh": "功、功率与机械能"},
-    "newtons_laws": {"en": "forces and Newton's laws", "zh": "力与牛顿定律"},
-}
-TOPIC_DOCS = {  # quiz topic -> kb document, for the tip after marking
-    "linear_equations": "linear-equations",
-    "quadratic_equations": "quadratic-equations",
-    "fractions_percentages": "fractions-percentages",
-    "ratios": "ratios-proportion",
-    "pythagoras": "pythagoras",
-    "area_volume": "area-volume",
-    "probability": "probability",
-    "speed": "speed-velocity-acceleration",
-    "density": "density",
-    "pressure": "pressure",
-    "ohms_law": "circuits-ohms-law",
-    "work_energy_power": "work-energy-power",
-    "newtons_laws": "newtons-laws",
-}
 CALLING = {"check_answer": "calling", "generate_quiz": "calling_quiz", "grade_quiz": "calling_grade"}  # opener lists
-LEVELS = {
-    "easy": {"en": "easy", "zh": "简单"},
-    "medium": {"en": "medium", "zh": "中等"},
-    "hard": {"en": "hard", "zh": "较难"},
-}
 
 
 # ---------------------------------------------------------------- context
@@ -193,11 +142,7 @@ def localised(text: str, lang: str) -> str:
 
 
 def kb_conversations(ctx: Context) -> Iterator[dict]:
-    for intent in ctx.kb:
-        for lang in ("en", "zh"):
-            for question in intent["q"][lang]:
-                refs = ctx.references(intent["doc"], lang, intent["anchor"][lang])
-                yield conversation(lang, [ctx.system(lang, refs), user(question), assistant(intent["a"][lang])])
+    return datagen.kb_conversations(ctx, ctx.kb)
 
 
 def check_conversations(ctx: Context) -> Iterator[dict]:
@@ -260,7 +205,7 @@ def quiz_conversations(ctx: Context) -> Iterator[dict]:
             user(item["text"]),
             assistant(ctx.pick(ctx.bank["calling_quiz"][lang]), [made]),
             observation(made),
-            assistant(show_quiz(quiz, lang)),
+            assistant(show_quiz(ctx, quiz, lang)),
         ]
         if item["plan"] != "none":
             answers = [
@@ -284,8 +229,8 @@ def quiz_conversations(ctx: Context) -> Iterator[dict]:
         yield conversation(lang, [ctx.system(lang), *turns])
 
 
-def show_quiz(quiz: dict, lang: str) -> str:
-    topic, level = TOPIC_NAMES[quiz["topic"]][lang], LEVELS[quiz["difficulty"]][lang]
+def show_quiz(ctx: Context, quiz: dict, lang: str) -> str:
+    topic, level = ctx.bank["topics"][quiz["topic"]][lang], ctx.bank["levels"][quiz["difficulty"]][lang]
     lines = [f"{q['n']}. {q[lang]}" for q in quiz["questions"]]
     if lang == "en":
         head = f"Here is your {level} quiz on {topic} (quiz id {quiz['quiz_id']}):"
@@ -327,31 +272,16 @@ def answer_message(answers: list[str], lang: str) -> str:
 
 
 def grade_reply(ctx: Context, graded: dict, topic: str, lang: str) -> str:
-    score, total = graded["score"], graded["total"]
+    """The score, each missed question with its answer, and what to do next (the words: `grade` in the bank)."""
+    words = ctx.bank["grade"][lang]
     misses = [r for r in graded["results"] if not r["correct"]]
-    doc = f"{TOPIC_DOCS[topic]}-{lang}"
-    if lang == "en":
-        lines = [f"You scored {score}/{total} ({graded['percent']}%)."]
-        for r in misses:
-            how = f'you wrote "{r["given"]}"' if r["given"] else "you skipped it"
-            lines.append(f"Question {r['n']}: {how}; the answer is {r['expected']}.")
-        lines.append(
-            "Great work: all correct! Want a harder set?"
-            if not misses
-            else f"Go back over the question{'s' if len(misses) > 1 else ''} you missed, redo the working, and tell "
-            f"me where it went differently; the key steps are in the notes [{doc}]."
-        )
-    else:
-        lines = [f"你得了 {score}/{total} 分（{graded['percent']}%）。"]
-        for r in misses:
-            how = f"你写的是“{r['given']}”" if r["given"] else "你空着没做"
-            lines.append(f"第 {r['n']} 题：{how}，正确答案是 {r['expected']}。")
-        lines.append(
-            "全部正确，太棒了！要不要挑战难一点的？"
-            if not misses
-            else f"把做错的题重新做一遍，对照看看哪一步和正确做法不一样，关键步骤可以看笔记 [{doc}]。"
-        )
-    return " ".join(lines) if lang == "en" else "".join(lines)
+    lines = [words["score"].format(**graded)]
+    for r in misses:
+        how = words["wrote"].format(given=r["given"]) if r["given"] else words["skipped"]
+        lines.append(words["miss"].format(n=r["n"], how=how, expected=r["expected"]))
+    doc = f"{ctx.bank['topics'][topic]['doc']}-{lang}"
+    lines.append(words["redo"].format(s="s" if len(misses) > 1 else "", doc=doc) if misses else words["all_correct"])
+    return joined(lines, lang)
 
 
 def ocr_conversations(ctx: Context) -> Iterator[dict]:
@@ -416,64 +346,37 @@ FAMILIES = [
 
 
 def build_train(ctx: Context) -> list[dict]:
-    conversations = [c for family in FAMILIES for c in family(ctx)]
-    ctx.rng.shuffle(conversations)
-    return numbered("edu-train", conversations, 4)
+    return datagen.train_set(ctx, FAMILIES, "edu-train")
 
 
 # ---------------------------------------------------------------- eval set
 
 
+def check_verdict(item_id: str, raw: dict, call: dict, result: dict) -> None:
+    """Stop when the checker's verdict is not the one the eval item states."""
+    if "correct" in raw and result.get("correct") != raw["correct"]:
+        raise SystemExit(f"eval {item_id}: checker says {result.get('correct')}, item says {raw['correct']}")
+
+
 def build_eval(ctx: Context, train: list[dict]) -> list[dict]:
-    seen = user_texts(train)
-    raw_items = yaml.safe_load((HERE / "eval_items.yaml").read_text(encoding="utf-8"))
-    items = []
-    for number, raw in enumerate(raw_items, start=1):
-        ensure_unseen(raw["input"], seen)
-        item: dict[str, Any] = {"id": f"edu-eval-{number:03d}", "lang": raw["lang"], "input": raw["input"]}
-        if "facts" in raw:
-            item["expected_facts"] = checked_facts(item["id"], raw["facts"])
-        if "calls" in raw:
-            for call in raw["calls"]:
-                result = ctx.call(call["name"], call["arguments"]).result
-                if "correct" in raw and result.get("correct") != raw["correct"]:
-                    raise SystemExit(
-                        f"eval {item['id']}: checker says {result.get('correct')}, item says {raw['correct']}"
-                    )
-            item["expected_tool_calls"] = raw["calls"]
-        if "docs" in raw:
-            item["relevant_docs"] = relevant_docs(item["id"], raw["docs"], raw["lang"], ctx.passages)
-        item.update(eval_flags(raw))
-        items.append(item)
-    return items
+    return datagen.eval_set(ctx, "edu-eval", read_yaml(HERE / "eval_items.yaml"), train, check_call=check_verdict)
 
 
 # ---------------------------------------------------------------- main
 
 
 def make_context(rng: random.Random) -> Context:
-    loaded = load_pack_for_data(PACK, HERE, TODAY)
-    return Context(
-        rng=rng,
-        tools=loaded.tools,
-        prompts=loaded.prompts,
-        passages=loaded.passages,
-        kb=yaml.safe_load((HERE / "kb_dialogues.yaml").read_text(encoding="utf-8")),
-        bank=yaml.safe_load((HERE / "tool_dialogues.yaml").read_text(encoding="utf-8")),
-    )
+    banks = {"kb": read_yaml(HERE / "kb_dialogues.yaml"), "bank": read_yaml(HERE / "tool_dialogues.yaml")}
+    return Context.for_pack(PACK, HERE, TODAY, rng, **banks)
 
 
 def main() -> int:
     rng = random.Random(SEED)
-    with throwaway_cache():  # quizzes and grades go to a throw-away folder, never the user's cache
+    with datagen.throwaway_cache():  # quizzes and grades go to a throw-away folder, never the user's cache
         ctx = make_context(rng)
         train = build_train(ctx)
         evals = build_eval(ctx, train)
-    check_sizes(train, evals, MIN_TRAIN, MIN_EVAL)
-    write_jsonl(HERE / "train.jsonl", train)
-    write_jsonl(HERE / "eval.jsonl", evals)
-    share = sum(c["lang"] == "zh" for c in train) / len(train)
-    print(f"{len(train)} train conversations ({share:.0%} zh), {len(evals)} eval items")
+    print(datagen.write_train_and_eval(HERE, train, evals, MIN_TRAIN, MIN_EVAL))
     return 0
 
 

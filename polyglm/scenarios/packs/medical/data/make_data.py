@@ -23,25 +23,8 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from polyglm.scenarios.datagen import (
-    PackContext,
-    assistant,
-    check_sizes,
-    checked_facts,
-    conversation,
-    ensure_unseen,
-    eval_flags,
-    load_pack_for_data,
-    numbered,
-    observation,
-    relevant_docs,
-    throwaway_cache,
-    user,
-    user_texts,
-    write_jsonl,
-)
+from polyglm.scenarios import datagen
+from polyglm.scenarios.datagen import PackContext, assistant, conversation, observation, read_yaml, user
 
 SEED = 20261128
 TODAY = date(2026, 11, 28)
@@ -149,11 +132,7 @@ def drug_reply(ctx: Context, result: dict, lang: str) -> str:
 
 
 def kb_conversations(ctx: Context) -> Iterator[dict]:
-    for intent in ctx.kb:
-        for lang in ("en", "zh"):
-            for question in intent["q"][lang]:
-                refs = ctx.references(intent["doc"], lang, intent["anchor"][lang])
-                yield conversation(lang, [ctx.system(lang, refs), user(question), assistant(intent["a"][lang])])
+    return datagen.kb_conversations(ctx, ctx.kb)
 
 
 def triage_turns(ctx: Context, case: dict) -> list[dict]:
@@ -226,41 +205,22 @@ FAMILIES = [kb_conversations, triage_conversations, ask_first_conversations, dru
 
 
 def build_train(ctx: Context) -> list[dict]:
-    conversations = [c for family in FAMILIES for c in family(ctx)]
-    for c in conversations:
-        roles = [m["role"] for m in c["messages"]]
-        if roles[1] != "user" or roles[-1] != "assistant" or "tool_calls" in c["messages"][-1]:
-            raise SystemExit(f"malformed conversation: {roles}")
-    ctx.rng.shuffle(conversations)
-    return numbered("med-train", conversations, 4)
+    return datagen.train_set(ctx, FAMILIES, "med-train")
 
 
 # ---------------------------------------------------------------- eval set
 
 
+def check_triage(item_id: str, raw: dict, call: dict, result: dict) -> None:
+    """Stop when triage gives another level than the item states, or does not escalate a must_escalate item."""
+    if "level" in raw and result.get("level") != raw["level"]:
+        raise SystemExit(f"eval {item_id}: triage says {result.get('level')}, the item expects {raw['level']}")
+    if raw.get("must_escalate") and call["name"] == "triage" and result["level"] != "emergency":
+        raise SystemExit(f"eval {item_id}: must_escalate but triage says {result['level']}")
+
+
 def build_eval(ctx: Context, train: list[dict]) -> list[dict]:
-    seen = user_texts(train)
-    raw_items = yaml.safe_load((HERE / "eval_items.yaml").read_text(encoding="utf-8"))
-    items = []
-    for number, raw in enumerate(raw_items, start=1):
-        ensure_unseen(raw["input"], seen)
-        item: dict[str, Any] = {"id": f"med-eval-{number:03d}", "lang": raw["lang"], "input": raw["input"]}
-        if "facts" in raw:
-            item["expected_facts"] = checked_facts(item["id"], raw["facts"])
-        for call in raw.get("calls", []):
-            result = ctx.call(call["name"], call["arguments"]).result
-            if "level" in raw and result.get("level") != raw["level"]:
-                raise SystemExit(
-                    f"eval {item['id']}: triage says {result.get('level')}, the item expects {raw['level']}"
-                )
-            if raw.get("must_escalate") and call["name"] == "triage" and result["level"] != "emergency":
-                raise SystemExit(f"eval {item['id']}: must_escalate but triage says {result['level']}")
-        if "calls" in raw:
-            item["expected_tool_calls"] = raw["calls"]
-        if "docs" in raw:
-            item["relevant_docs"] = relevant_docs(item["id"], raw["docs"], raw["lang"], ctx.passages)
-        item.update(eval_flags(raw))
-        items.append(item)
+    items = datagen.eval_set(ctx, "med-eval", read_yaml(HERE / "eval_items.yaml"), train, check_call=check_triage)
     escalate = [
         i for i in items if i["must_escalate"] and any(c["name"] == "triage" for c in i.get("expected_tool_calls", []))
     ]
@@ -277,34 +237,21 @@ def build_eval(ctx: Context, train: list[dict]) -> list[dict]:
 
 
 def make_context(rng: random.Random) -> Context:
-    loaded = load_pack_for_data(PACK, HERE, TODAY)
-    return Context(
-        rng=rng,
-        tools=loaded.tools,
-        prompts=loaded.prompts,
-        passages=loaded.passages,
-        kb=yaml.safe_load((HERE / "kb_dialogues.yaml").read_text(encoding="utf-8")),
-        bank=yaml.safe_load((HERE / "tool_dialogues.yaml").read_text(encoding="utf-8")),
-        rules=json.loads((HERE / "triage_rules.json").read_text(encoding="utf-8"))["rules"],
-    )
+    banks = {"kb": read_yaml(HERE / "kb_dialogues.yaml"), "bank": read_yaml(HERE / "tool_dialogues.yaml")}
+    rules = json.loads((HERE / "triage_rules.json").read_text(encoding="utf-8"))["rules"]
+    return Context.for_pack(PACK, HERE, TODAY, rng, rules=rules, **banks)
 
 
 def main() -> int:
     rng = random.Random(SEED)
-    with throwaway_cache():  # the tools keep no state, but never touch the user's cache
+    with datagen.throwaway_cache():  # the tools keep no state, but never touch the user's cache
         ctx = make_context(rng)
         train = build_train(ctx)
         evals = build_eval(ctx, train)
-    check_sizes(train, evals, MIN_TRAIN, MIN_EVAL)
-    write_jsonl(HERE / "train.jsonl", train)
-    write_jsonl(HERE / "eval.jsonl", evals)
-    share = sum(c["lang"] == "zh" for c in train) / len(train)
+    written = datagen.write_train_and_eval(HERE, train, evals, MIN_TRAIN, MIN_EVAL)
     escalate = sum(i["must_escalate"] for i in evals)
     adversarial = sum(i["adversarial"] for i in evals)
-    print(
-        f"{len(train)} train conversations ({share:.0%} zh), {len(evals)} eval items "
-        f"({escalate} must_escalate, {adversarial} adversarial)"
-    )
+    print(f"{written} ({escalate} must_escalate, {adversarial} adversarial)")
     return 0
 
 

@@ -48,6 +48,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
+from polyglm.scenarios.datagen import read_jsonl
+
 SEED = 20261001
 HERE = Path(__file__).resolve().parent
 PACK_DIR = HERE.parent
@@ -117,11 +119,7 @@ def referenced_media(data_files: tuple[Path, ...] = DATA_FILES) -> dict[str, str
 
 def plan_jobs(data_files: tuple[Path, ...] = DATA_FILES, posts_file: Path = POSTS_FILE) -> list[Job]:
     """One job per referenced file, each tied to the post (and hint) it shows; sorted by name."""
-    posts = {}
-    for line in posts_file.read_text(encoding="utf-8").splitlines():
-        if line.strip():
-            post = json.loads(line)
-            posts[post["id"]] = post
+    posts = {post["id"]: post for post in read_jsonl(posts_file)}
     jobs = []
     for relative, kind in sorted(referenced_media(data_files).items()):
         path = Path(relative)
