@@ -32,10 +32,11 @@ def _dtype_arg(parser: argparse.ArgumentParser) -> None:
 def cmd_models_prepare(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from polyglm.platform.config import load_profile
-    from polyglm.platform.prepare import prepare_parts_of, prepare_profile
+    from polyglm.platform.config import Settings, load_profile
+    from polyglm.platform.prepare import ensure_writable, prepare_parts_of, prepare_profile
 
     profile = load_profile(args.profile)
+    ensure_writable(Settings.from_env().cache_dir)  # a bad cache is one line, not a progress bar and a line
     with tqdm(total=len(prepare_parts_of(profile)), desc=f"prepare {profile.name}", unit="part") as bar:
 
         def on_part(name: str, stage: str) -> None:

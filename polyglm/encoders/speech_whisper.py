@@ -44,6 +44,8 @@ class WhisperSpeechEncoder:
         import torch
 
         fp16 = self.dtype == torch.float16
+        if isinstance(audio, str | Path):  # whisper hands the path to ffmpeg: `-x.wav` must not read as an option
+            audio = str(Path(audio).absolute())
         return self.model.transcribe(audio, language=language, fp16=fp16, temperature=0.0, verbose=None)
 
     def encode(self, audio_16k: Any):

@@ -212,6 +212,19 @@ def image_split(total: int) -> dict[str, int]:
     return {kind: share + (i < rest) for i, kind in enumerate(IMAGE_KINDS)}
 
 
+def split_sizes(modality: str, total: int) -> tuple[int, int]:
+    """(training, held-out) examples that `total` items give: every set holds out its indices 0, 10, 20..."""
+    counts = [total] if modality == "audio" else list(image_split(total).values())
+    held_out = sum(-(-n // 10) for n in counts)
+    return sum(counts) - held_out, held_out
+
+
+def minimum_items(modality: str) -> int:
+    """The fewest items with at least one training and one held-out example (image: 6, as each kind holds
+    out its first item before any is trained on)."""
+    return next(n for n in range(1, 100) if all(split_sizes(modality, n)))
+
+
 def font_path(name: str) -> Path:
     """A DejaVu font file: matplotlib's bundled copy, else Debian's fonts-dejavu-core."""
     import matplotlib

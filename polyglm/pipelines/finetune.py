@@ -43,6 +43,7 @@ import torch
 from tqdm import tqdm
 
 from polyglm.pipelines.train_adapter import plot_losses
+from polyglm.platform.checkpoints import load_checkpoint
 from polyglm.platform.config import Settings
 from polyglm.platform.errors import PolyglmError
 from polyglm.platform.fusion import IGNORE_INDEX
@@ -513,7 +514,7 @@ def _save_checkpoint(path: Path, model, optimizer, state: RunState, fingerprint:
 def _read_checkpoint(path: Path, fingerprint: str) -> tuple[dict | None, str]:
     if not path.is_file():
         return None, "none"
-    checkpoint = torch.load(path, weights_only=False)
+    checkpoint = load_checkpoint(path)
     if checkpoint.get("fingerprint") != fingerprint:
         return None, "ignored: made with other options, data or model"
     return checkpoint, f"resumed at step {checkpoint['step']}"

@@ -33,6 +33,7 @@ from tqdm import tqdm
 
 from polyglm.platform.errors import InputError, PolyglmError
 from polyglm.platform.loader import Platform
+from polyglm.platform.paths import resolve_inside
 from polyglm.scenarios.loader import load_pack, read_jsonl
 from polyglm.scenarios.schema import ScenarioPack
 
@@ -116,10 +117,11 @@ def score_labels(expected: Mapping[str, str], predicted: Mapping[str, Mapping]) 
 
 def media_path(pack: ScenarioPack, relative: str) -> Path:
     """A media file named by an eval item, refused when it resolves outside the pack folder."""
-    root = pack.root.resolve()
-    path = (root / relative).resolve()
-    if not path.is_relative_to(root):
-        raise InputError(f"{relative!r} points outside the scenario pack folder {root}; media must live inside it")
+    path = resolve_inside(pack.root, relative)
+    if path is None:
+        raise InputError(
+            f"{relative!r} points outside the scenario pack folder {pack.root.resolve()}; media must live inside it"
+        )
     return path
 
 

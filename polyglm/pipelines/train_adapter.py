@@ -22,9 +22,11 @@ import torch
 from tqdm import tqdm
 
 from polyglm.pipelines import adapter_data as data
-from polyglm.platform.adapters import AdapterManifest, build_projector, save_adapter
+from polyglm.platform.adapters import AdapterError, AdapterManifest, build_projector, save_adapter
+from polyglm.platform.checkpoints import load_checkpoint
 from polyglm.platform.config import Settings
 from polyglm.platform.engine import GenerationOptions, generate_batch
+from polyglm.platform.errors import InputError
 from polyglm.platform.feature_cache import CacheOptions, FeatureCache
 from polyglm.platform.fusion import MediaFeatures, build_batch
 from polyglm.platform.loader import Platform, load_platform
@@ -52,6 +54,43 @@ class TrainOptions:
 
 def resolved_spec(options: TrainOptions) -> str:
     return options.spec or DEFAULT_SPECS[options.modality]
+
+
+def check_options(options: TrainOptions) -> None:
+    """Every problem with stage-1 options in one InputError, before a model loads or data is generated."""
+    if options.modality not in DEFAULT_SPECS:
+        raise InputError(f"train-adapter: modality must be audio or image, got {options.modality!r}")
+    problems = _item_problems(options.modality, options.items)
+    problems += _at_least_one(options, "epochs", "batch_size", "checkpoint_every")
+    if options.eval_generate < 0:
+        problems.append(f"--eval-generate must be 0 or more, got {options.eval_generate}")
+    if not options.lr > 0:
+        problems.append(f"--lr must be above 0, got {options.lr}")
+    try:
+        build_projector(resolved_spec(options), 8, 8)
+    except AdapterError as exc:
+        problems.append(f"--spec: {exc}")
+    if problems:
+        raise InputError("train-adapter: " + "; ".join(problems))
+
+
+def _item_problems(modality: str, items: int) -> list[str]:
+    train, held_out = data.split_sizes(modality, items)
+    if train and held_out:
+        return []
+    return [
+        f"--items {items} gives {train} training and {held_out} held-out {modality} examples (index % 10 == 0 is "
+        f"held out{' in each of the five image kinds' if modality == 'image' else ''}); use --items "
+        f"{data.minimum_items(modality)} or more (hundreds for a useful adapter)"
+    ]
+
+
+def _at_least_one(options, *names: str) -> list[str]:
+    return [
+        f"--{name.replace('_', '-')} must be at least 1, got {getattr(options, name)}"
+        for name in names
+        if getattr(options, name) < 1
+    ]
 
 
 # --- data and features -----------------------------------------------------------------------
@@ -271,7 +310,7 @@ def save_checkpoint(path: Path, projector, optimizer, state: RunState) -> None:
 def resume(path: Path, projector, optimizer) -> RunState:
     if not path.is_file():
         return RunState()
-    checkpoint = torch.load(path, weights_only=False)
+    checkpoint = load_checkpoint(path)
     projector.load_state_dict(checkpoint["projector"])
     optimizer.load_state_dict(checkpoint["optimizer"])
     torch.set_rng_state(checkpoint["rng"])
@@ -317,6 +356,7 @@ def prepare_model(options: TrainOptions, platform: Platform | None = None) -> Mu
 
 def train_adapter(options: TrainOptions, platform: Platform | None = None) -> dict:
     """Stage-1 training of one modality's projector; returns the metrics written to the manifest."""
+    check_options(options)
     options = replace(options, spec=resolved_spec(options))
     options.out_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(options.seed)
@@ -486,12 +526,28 @@ def mean_loss(mm: MultimodalModel, projectors: dict, samples: Sequence[Sample], 
     return sum(losses) / len(losses)
 
 
+def check_stage2_options(options: Stage2Options) -> None:
+    """Stage-2 options in one InputError: adapters to start from, and items that give both splits."""
+    problems = [] if options.adapters else ["stage 2 starts from stage-1 adapters: add --adapters DIR [DIR]"]
+    missing = [str(folder) for folder in options.adapters if not (Path(folder) / "manifest.json").is_file()]
+    if missing:
+        problems.append(f"no adapter (manifest.json) in {', '.join(missing)}: give stage-1 output folders")
+    for modality in sorted(DEFAULT_SPECS):  # the adapters' modalities are read later; both must work
+        problems += _item_problems(modality, options.items)
+    problems += _at_least_one(options, "epochs", "batch_size", "lora_rank")
+    if not options.lr > 0:
+        problems.append(f"--lr must be above 0, got {options.lr}")
+    if problems:
+        raise InputError("train-adapter --stage 2: " + "; ".join(problems))
+
+
 def train_stage2(options: Stage2Options, platform: Platform | None = None) -> dict:
     """Projector(s) + LoRA on mixed instruction data; saves each projector and the LoRA weights."""
     from peft import LoraConfig, get_peft_model
 
     from polyglm.platform.adapters import load_adapter
 
+    check_stage2_options(options)
     torch.manual_seed(options.seed)
     options.out_dir.mkdir(parents=True, exist_ok=True)
     mm = prepare_model(TrainOptions(profile=options.profile, lm_dtype=options.lm_dtype), platform)

@@ -35,6 +35,10 @@ class MediaLimits:
     max_image_pixels: int = 40_000_000
     # image files (or uploads) larger than this many bytes are refused before parsing
     max_image_bytes: int = 50_000_000
+    # audio files (or uploads) larger than this many bytes are refused before an upload is written to
+    # disk or ffmpeg runs; 600 s of 48 kHz 24-bit stereo WAV is 173 MB, so no clip within
+    # max_audio_seconds is refused for its size
+    max_audio_bytes: int = 200_000_000
     # longer audio is refused; decoding stops as soon as this much has been decoded
     max_audio_seconds: float = 600.0
     # sample rate (Hz) of the mono float32 waveform load_audio returns
@@ -236,16 +240,20 @@ def _with_extension(label: str, fmt: str, extensions: dict[str, str]) -> str:
 def load_image(source: Source, name: str | None = None, limits: MediaLimits = DEFAULT_LIMITS) -> Image.Image:
     """An upright RGB image (first frame of a GIF); refuses bombs, corrupt and mislabelled files."""
     given = _read_input(source, name, "image")
-    if given.size > limits.max_image_bytes:
-        raise InputError(
-            f"{given.label} is {_byte_count(given.size)}, over the {_byte_count(limits.max_image_bytes)} limit "
-            f"(MediaLimits.max_image_bytes): recompress or downscale it, or raise the limit"
-        )
+    _refuse_too_many_bytes(given, limits.max_image_bytes, "max_image_bytes", "recompress or downscale it")
     fmt = _check_format(given, "image", IMAGE_EXTENSIONS, IMAGE_FORMATS)
     with _open_lazily(given, fmt, limits.max_image_pixels) as image:
         _refuse_too_many_pixels(given.label, image.size, limits.max_image_pixels)
         _decode_pixels(image, given.label, fmt)
         return _to_rgb(_upright(image))
+
+
+def _refuse_too_many_bytes(given: _Input, limit: int, setting: str, fix: str) -> None:
+    if given.size > limit:
+        raise InputError(
+            f"{given.label} is {_byte_count(given.size)}, over the {_byte_count(limit)} limit "
+            f"(MediaLimits.{setting}): {fix}, or raise the limit"
+        )
 
 
 def _byte_count(n_bytes: int) -> str:
@@ -347,6 +355,7 @@ def _sixteen_bit_gray_to_l(image: Image.Image) -> Image.Image:
 def load_audio(source: Source, name: str | None = None, limits: MediaLimits = DEFAULT_LIMITS) -> np.ndarray:
     """A float32 mono waveform at limits.sample_rate; refuses long, silent, corrupt or mislabelled audio."""
     given = _read_input(source, name, "audio")
+    _refuse_too_many_bytes(given, limits.max_audio_bytes, "max_audio_bytes", _audio_size_fix(given.label))
     _check_format(given, "audio", AUDIO_EXTENSIONS, AUDIO_FORMATS)
     _refuse_truncated_wav(given)
     max_samples = int(limits.max_audio_seconds * limits.sample_rate)
@@ -365,9 +374,10 @@ def load_audio(source: Source, name: str | None = None, limits: MediaLimits = DE
     return waveform
 
 
-def audio_duration(source: Source, name: str | None = None) -> float:
+def audio_duration(source: Source, name: str | None = None, limits: MediaLimits = DEFAULT_LIMITS) -> float:
     """Seconds of audio: from the container header, else by decoding and counting samples."""
     given = _read_input(source, name, "audio")
+    _refuse_too_many_bytes(given, limits.max_audio_bytes, "max_audio_bytes", _audio_size_fix(given.label))
     _check_format(given, "audio", AUDIO_EXTENSIONS, AUDIO_FORMATS)
     with _on_disk(given) as path:
         probe = _probe(path, given.label)
@@ -378,6 +388,10 @@ def audio_duration(source: Source, name: str | None = None) -> float:
     if decoded.returncode != 0:
         raise InputError(_corrupt_audio_message(given.label, decoded.error or f"ffmpeg exit code {decoded.returncode}"))
     return decoded.samples / DEFAULT_LIMITS.sample_rate
+
+
+def _audio_size_fix(label: str) -> str:
+    return f"compress it (e.g. `ffmpeg -i {label} -c:a libopus {Path(label).stem}.ogg`) or cut it shorter"
 
 
 @contextmanager
@@ -427,13 +441,20 @@ class _Probe:
     short_file_warning: str | None
 
 
+def _ffmpeg_input(path: Path) -> str:
+    """The path as ffmpeg/ffprobe must get it: absolute, so a name such as `-i.wav` or `-version.mp3` cannot
+    be read as an option, nor `concat:a|b` or `http:...` as a protocol (ffmpeg parses both from the start)."""
+    return str(path.absolute())
+
+
 def _probe(path: Path, label: str) -> _Probe:
+    target = _ffmpeg_input(path)
     command = [
         _tool("ffprobe"), "-v", "level+warning", "-show_entries", "stream=codec_type,duration:format=duration",
-        "-of", "json", str(path),
+        "-of", "json", target,
     ]  # fmt: skip
     result = subprocess.run(command, capture_output=True, timeout=_SUBPROCESS_TIMEOUT_S, check=False)
-    messages = _ffmpeg_messages(result.stderr, path, label)
+    messages = _ffmpeg_messages(result.stderr, target, label)
     if result.returncode != 0:
         raise InputError(
             _corrupt_audio_message(label, _first_error(messages) or f"ffprobe exit code {result.returncode}")
@@ -466,8 +487,9 @@ class _Decoded:
 
 def _decode_pcm(path: Path, label: str, sample_rate: int, max_samples: int | None, keep: bool) -> _Decoded:
     """Run ffmpeg and read its raw output in 1 s chunks, killing it as soon as max_samples is passed."""
+    target = _ffmpeg_input(path)
     command = [
-        _tool("ffmpeg"), "-nostdin", "-v", "level+error", "-i", str(path), "-map", "0:a:0", "-vn",
+        _tool("ffmpeg"), "-nostdin", "-v", "level+error", "-i", target, "-map", "0:a:0", "-vn",
         "-f", "f32le", "-ac", "1", "-ar", str(sample_rate), "-",
     ]  # fmt: skip
     pcm, n_bytes, over_limit, finished = bytearray(), 0, False, False
@@ -490,7 +512,7 @@ def _decode_pcm(path: Path, label: str, sample_rate: int, max_samples: int | Non
             process.stdout.close()
             returncode = process.wait()
         stderr_file.seek(0)
-        error = _first_error(_ffmpeg_messages(stderr_file.read(4096), path, label))
+        error = _first_error(_ffmpeg_messages(stderr_file.read(4096), target, label))
     return _Decoded(pcm, n_bytes // _FLOAT32_BYTES, over_limit, returncode, error)
 
 
@@ -549,12 +571,12 @@ def _rms_dbfs(waveform: np.ndarray) -> float:
 _FFMPEG_LINE = re.compile(r"^(?:\[[^\]]+ @ 0x[0-9a-f]+\]\s*)?(?:\[(?P<level>[a-z]+)\]\s*)?(?P<text>.*)$")
 
 
-def _ffmpeg_messages(stderr: bytes, path: Path, label: str) -> list[tuple[str, str]]:
-    """(level, text) per ffmpeg log line, naming the file as the user does (not a temporary path)."""
+def _ffmpeg_messages(stderr: bytes, target: str, label: str) -> list[tuple[str, str]]:
+    """(level, text) per ffmpeg log line, naming the file as the user does (not the path ffmpeg was given)."""
     messages = []
     for line in stderr.decode("utf-8", "replace").splitlines():
         match = _FFMPEG_LINE.match(line.strip())
-        text = match["text"].replace(f"{path}: ", "").replace(str(path), label).strip() if match else ""
+        text = match["text"].replace(f"{target}: ", "").replace(target, label).strip() if match else ""
         if text:
             messages.append((match["level"] or "error", text))
     return messages

@@ -151,6 +151,12 @@ def cache_lock(settings: Settings) -> Iterator[None]:
 
 
 def ensure_writable(cache_dir: Path) -> None:
+    # mkdir(exist_ok=True) on a file raises a bare FileExistsError; say which setting to change instead
+    if cache_dir.exists() and not cache_dir.is_dir():
+        raise PrepareError(
+            f"the polyglm cache {cache_dir} is a file, not a folder: set POLYGLM_CACHE to a folder (or move the "
+            f"file away), then rerun `polyglm models prepare`"
+        )
     with disk_errors(cache_dir, "the cache folder"):
         cache_dir.mkdir(parents=True, exist_ok=True)
         probe = cache_dir / f".write-probe-{os.getpid()}"
@@ -179,6 +185,7 @@ DISK_HINTS = {
     errno.EACCES: "permission denied; set POLYGLM_CACHE to a folder you can write",
     errno.EPERM: "permission denied; set POLYGLM_CACHE to a folder you can write",
     errno.ENOTDIR: "a path component is a file, not a folder; set POLYGLM_CACHE to a folder",
+    errno.EEXIST: "a file stands where a folder must be; set POLYGLM_CACHE to a folder or move the file away",
 }
 
 

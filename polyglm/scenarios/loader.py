@@ -20,6 +20,7 @@ from typing import Any
 
 import yaml
 
+from polyglm.platform.paths import resolve_inside
 from polyglm.scenarios.schema import (
     LANGUAGES,
     FewShot,
@@ -60,7 +61,7 @@ def load_pack(name: str, packs_dir: Path | None = None) -> ScenarioPack:
     manifest = root / MANIFEST
     if not manifest.is_file():
         raise ScenarioError(f"scenario pack {name!r}: {manifest} is missing; every pack needs a {MANIFEST}")
-    raw, sources = _read_with_includes(name, manifest, ())
+    raw, sources = _read_with_includes(name, root, manifest, ())
     pack = _pack_from_dict(raw, _Where(pack=name, file=_file_label(manifest, sources), root=root), sources)
     load_tools(pack)  # imports tools.py: every tool named in the YAML must exist and be a @tool
     load_documents(pack)  # every kb file must have valid front matter; every language covered
@@ -82,30 +83,46 @@ def _read_yaml(pack: str, path: Path) -> dict[str, Any]:
     return raw
 
 
-def _read_with_includes(pack: str, path: Path, chain: tuple[Path, ...]) -> tuple[dict[str, Any], list[Path]]:
+def _read_with_includes(
+    pack: str, root: Path, path: Path, chain: tuple[Path, ...]
+) -> tuple[dict[str, Any], list[Path]]:
     """The file's mapping deep-merged over its includes (in order); returns it and the files used, base first."""
     raw = _read_yaml(pack, path)
     merged: dict[str, Any] = {}
     sources: list[Path] = []
-    for target in _include_targets(pack, path, raw.pop("include", None)):
+    for target in _include_targets(pack, root, path, raw.pop("include", None)):
         if target in (*chain, path):
             cycle = " -> ".join(str(p) for p in (*chain, path, target))
             raise ScenarioError(f"scenario pack {pack!r}: {path}: field `include` makes a cycle: {cycle}")
-        included, included_sources = _read_with_includes(pack, target, (*chain, path))
+        included, included_sources = _read_with_includes(pack, root, target, (*chain, path))
         merged = deep_merge(merged, included)
         sources.extend(included_sources)
     return deep_merge(merged, raw), [*sources, path]
 
 
-def _include_targets(pack: str, path: Path, value: Any) -> list[Path]:
+def _include_targets(pack: str, root: Path, path: Path, value: Any) -> list[Path]:
     entries = [] if value is None else [value] if isinstance(value, str) else value
     if not isinstance(entries, list) or not all(isinstance(e, str) for e in entries):
         raise ScenarioError(f"scenario pack {pack!r}: {path}: field `include` must be a path or a list of paths")
     targets = [(path.parent / entry).resolve() for entry in entries]
     for entry, target in zip(entries, targets, strict=True):
+        if not _includable(root, target):
+            raise ScenarioError(
+                f"scenario pack {pack!r}: {path}: field `include`: {entry!r} ({target}) is outside the pack folder "
+                f"{root.resolve()} and the shared `_*` folders beside it; include only the pack's own YAML or "
+                f"shared YAML such as ../_base/base.yaml"
+            )
         if not target.is_file():
             raise ScenarioError(f"scenario pack {pack!r}: {path}: field `include`: {entry!r} ({target}) does not exist")
     return targets
+
+
+def _includable(root: Path, target: Path) -> bool:
+    """Inside the pack folder, or inside a shared folder (`_` + name) of the packs directory."""
+    if resolve_inside(root, target) is not None:
+        return True
+    shared = [folder for folder in root.parent.glob("_*") if folder.is_dir()]
+    return any(resolve_inside(folder, target) is not None for folder in shared)
 
 
 def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
@@ -231,9 +248,20 @@ def _parse_labels(where: _Where, value: Any) -> Mapping[str, tuple[str, ...]]:
     return MappingProxyType(sets)
 
 
+def _pack_file(where: _Where, value: Any) -> Path:
+    """A path named in scenario.yaml, relative to the pack folder and refused when it leads out of it."""
+    relative = _text(where, value)
+    if resolve_inside(where.root, relative) is None:
+        raise where.fail(
+            f"{relative!r} points outside the pack folder {where.root.resolve()}; keep the pack's files inside it "
+            f"and name them relative to it (e.g. kb, data/train.jsonl)"
+        )
+    return where.root / relative
+
+
 def _parse_knowledge_base(where: _Where, value: Any) -> KnowledgeBaseConfig:
     kb = _mapping(where, value)
-    folder = where.root / _text(where.at("folder"), kb.get("folder"))
+    folder = _pack_file(where.at("folder"), kb.get("folder"))
     if not folder.is_dir() or not any(folder.glob("*.md")):
         raise where.at("folder").fail(f"{folder} must be a folder holding the knowledge base as *.md files")
     chunk_chars = _integer(where.at("chunk_chars"), kb.get("chunk_chars"), 50)
@@ -260,7 +288,7 @@ def _parse_function_names(where: _Where, value: Any) -> tuple[str, ...]:
 
 
 def _parse_data_file(where: _Where, value: Any) -> Path:
-    path = where.root / _text(where, value)
+    path = _pack_file(where, value)
     if not path.is_file():
         raise where.fail(f"{path} does not exist")
     return path
@@ -367,9 +395,11 @@ def load_documents(pack: ScenarioPack) -> list[KbDocument]:
 
 
 def _read_document(pack: ScenarioPack, path: Path) -> KbDocument:
+    where = _Where(pack=pack.name, file=str(path), root=pack.root, languages=pack.languages)
+    if resolve_inside(pack.root, path) is None:  # a symlink in kb/ must not publish a file from elsewhere
+        raise where.at("path").fail(f"resolves to {path.resolve()}, outside the pack folder; copy the file in instead")
     text = path.read_text(encoding="utf-8").lstrip("\ufeff").replace("\r\n", "\n")
     match = _FRONT_MATTER.match(text)
-    where = _Where(pack=pack.name, file=str(path), root=pack.root, languages=pack.languages)
     if not match:
         raise where.at("front matter").fail("the file must start with a `---` block holding id, title and lang")
     try:

@@ -14,7 +14,6 @@ import inspect
 import json
 import re
 import sys
-import threading
 import time
 import types
 import typing
@@ -25,6 +24,7 @@ from typing import Any, Literal, Union, get_args, get_origin
 
 from polyglm.platform.config import Settings
 from polyglm.scenarios.schema import ScenarioError, ScenarioPack
+from polyglm.scenarios.tool_worker import remember_origin
 
 DEFAULT_TIMEOUT_S = 5.0
 TOOL_ATTRIBUTE = "__polyglm_tool__"
@@ -385,32 +385,30 @@ class _Failure:
 
 
 def _run_with_limit(spec: ToolSpec, arguments: dict[str, Any], limit: float) -> dict | _Failure:
-    """Run in a daemon thread and stop waiting at `limit`.
+    """Run in a worker process that is killed, with everything the tool started, once `limit` passes.
 
-    A thread, not a process: tools are pure Python and fast, are imported by file path (a spawned
-    process could not re-import them by module name) and forking a process that holds torch threads
-    is unsafe. A tool that overruns cannot be killed, but it is abandoned (daemon) and never blocks
-    the caller or interpreter exit.
+    Not a thread: a thread cannot be stopped, so an overrunning tool went on writing files and holding
+    databases after its caller had given up. See tool_worker.py for the cost and what crosses over.
     """
-    box: dict[str, Any] = {}
+    from polyglm.scenarios.tool_worker import WorkerError, origin_of, run_in_worker
 
-    def work() -> None:
-        try:
-            box["result"] = spec.function(**arguments)
-        except BaseException as exc:  # handed to the caller's thread below
-            box["exception"] = exc
-
-    worker = threading.Thread(target=work, name=f"polyglm-tool-{spec.name}", daemon=True)
-    worker.start()
-    worker.join(limit)
-    if worker.is_alive():
+    origin = origin_of(spec.function)
+    if origin is None:
+        raise ScenarioError(
+            f"tool `{spec.name}` ({spec.function.__qualname__}) is defined inside a function; tools run in a worker "
+            f"process that imports them, so define it at the top level of its module (a pack's tools.py)"
+        )
+    try:
+        outcome = run_in_worker(origin, arguments, limit)
+    except WorkerError as exc:
+        raise ScenarioError(f"tool `{spec.name}`: {exc}") from None
+    if outcome.timed_out:
         return _Failure(f"tool `{spec.name}` timed out after {limit:g} s; try again later or hand off to a human")
-    exception = box.get("exception")
-    if isinstance(exception, ValueError):
-        return _Failure(str(exception))
-    if exception is not None:
-        raise exception
-    return box["result"]
+    if outcome.value_error is not None:
+        return _Failure(outcome.value_error)
+    if outcome.unusable is not None:
+        raise ScenarioError(f"tool `{spec.name}` must return a JSON-serialisable dict, got {outcome.unusable}")
+    return outcome.result
 
 
 def _check_result(spec: ToolSpec, result: Any) -> None:
@@ -501,6 +499,7 @@ def import_tools_module(pack: ScenarioPack) -> types.ModuleType:
         raise ScenarioError(
             f"scenario pack {pack.name!r}: {path} failed to import: {type(exc).__name__}: {exc}"
         ) from exc
+    remember_origin(module, path, _is_tool)  # the tool worker executes this same file to run them
     return module
 
 
