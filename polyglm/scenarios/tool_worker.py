@@ -323,13 +323,29 @@ def _find(modules: OrderedDict[tuple, Any], origin: Origin) -> Callable:
     return target
 
 
+def execute_tools_file(module_name: str, path: Path | str) -> Any:
+    """Execute a pack's tools.py afresh as `module_name`, a package rooted at the pack folder.
+
+    Rooting it at the pack folder lets tools.py import a package beside it relatively
+    (`from .education_tools import check_answer`); the previous load's submodules are dropped first so
+    a re-import never runs stale code, and packs (or copies of one pack) never share modules."""
+    for stale in [key for key in sys.modules if key == module_name or key.startswith(f"{module_name}.")]:
+        del sys.modules[stale]
+    locations = [str(Path(path).parent)]
+    spec = importlib.util.spec_from_file_location(module_name, path, submodule_search_locations=locations)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module  # dataclasses and relative package imports look it up here
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        sys.modules.pop(module_name, None)
+        raise
+    return module
+
+
 def _execute(origin: Origin) -> Any:
     """Execute a tools file afresh as `origin.module`, as the pack loader does in the caller."""
-    spec = importlib.util.spec_from_file_location(origin.module, origin.file)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[origin.module] = module  # dataclasses and relative package imports look it up here
-    spec.loader.exec_module(module)
-    return module
+    return execute_tools_file(origin.module, origin.file)
 
 
 def _unavailable(origin: Origin, exc: BaseException) -> str:

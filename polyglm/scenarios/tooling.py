@@ -9,11 +9,9 @@ limit and turns the tool's `ValueError` into an error result the model can read 
 
 from __future__ import annotations
 
-import importlib.util
 import inspect
 import json
 import re
-import sys
 import time
 import types
 import typing
@@ -24,7 +22,7 @@ from typing import Any, Literal, Union, get_args, get_origin
 
 from polyglm.platform.config import Settings
 from polyglm.scenarios.schema import ScenarioError, ScenarioPack
-from polyglm.scenarios.tool_worker import remember_origin
+from polyglm.scenarios.tool_worker import execute_tools_file, remember_origin
 
 DEFAULT_TIMEOUT_S = 5.0
 TOOL_ATTRIBUTE = "__polyglm_tool__"
@@ -488,14 +486,9 @@ def import_tools_module(pack: ScenarioPack) -> types.ModuleType:
             f"scenario pack {pack.name!r}: {pack.manifest}: field `tools` names {list(pack.tools)}, "
             f"but {path} is missing"
         )
-    module_name = f"polyglm_pack_{pack.name}_tools"
-    spec = importlib.util.spec_from_file_location(module_name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[module_name] = module  # dataclasses and pickling look the module up here
     try:
-        spec.loader.exec_module(module)
+        module = execute_tools_file(f"polyglm_pack_{pack.name}_tools", path)
     except Exception as exc:
-        sys.modules.pop(module_name, None)
         raise ScenarioError(
             f"scenario pack {pack.name!r}: {path} failed to import: {type(exc).__name__}: {exc}"
         ) from exc
