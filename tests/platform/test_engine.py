@@ -1,3 +1,5 @@
+from dataclasses import replace
+
 import torch
 
 from polyglm.platform.engine import GenerationOptions, generate_ids, stream_tokens
@@ -25,8 +27,14 @@ def test_stream_stops_at_a_stop_token(tiny_platform):
     assert stopped == free[: free.index(stop)]
 
 
-def test_sampling_is_reproducible_with_a_seed(tiny_platform):
+def test_sampling_repeats_with_its_seed_and_changes_with_another(tiny_platform):
     lm = tiny_platform.lm
     prompt = lm.chat_ids([{"role": "user", "content": "hello"}])
     options = GenerationOptions(max_new_tokens=10, temperature=1.0, seed=7)
-    assert generate_ids(lm.model, prompt, [], options) == generate_ids(lm.model, prompt, [], options)
+    first = generate_ids(lm.model, prompt, [], options)
+    torch.manual_seed(1234)  # the global RNG state before the call does not matter: the seed option does
+    assert generate_ids(lm.model, prompt, [], options) == first
+    # ...and the seed decides the sample: other seeds draw other replies (the tiny LM's random weights spread
+    # its probability over ~1,400 tokens, so ten sampled tokens do not repeat by chance; greedy would)
+    others = [generate_ids(lm.model, prompt, [], replace(options, seed=seed)) for seed in (8, 9)]
+    assert len({tuple(first), *map(tuple, others)}) == 3, (first, others)

@@ -211,43 +211,141 @@ def test_retrieval_finds_relevant_documents_with_the_offline_embedder(name, offl
 
 
 def test_one_eval_item_end_to_end_on_the_tiny_profile(name, tiny_platform, isolated_cache):
-    """The pack's first eval item through the real chat loop: retrieval, prompt, generation, trace."""
-    from polyglm.pipelines.scenario_chat import ScenarioAssistant
+    """The pack's first eval item through the real chat loop: retrieval, planners, prompt, generation, trace."""
+    from polyglm.pipelines.scenario_chat import TOOL_CALL, ScenarioAssistant
 
     pack = load_pack(name)
     item = read_jsonl(pack, pack.eval_set)[0]
+    documents = {d.doc_id: d for d in load_documents(pack)}
     reply = ScenarioAssistant(tiny_platform, pack, item["lang"]).respond(item["input"])
     assert reply.citations, f"{name}: no passage retrieved for eval item {item['id']}"
-    assert all(c["doc_id"] in {d.doc_id for d in load_documents(pack)} for c in reply.citations)
+    assert all(documents[c["doc_id"]].lang == item["lang"] for c in reply.citations), reply.citations
     steps = [step["step"] for step in reply.trace]
     assert steps[0] == "retrieve" and steps[-1] == "generate", steps
     assert set(steps[1:-1]) <= {"tool", "escalate", "generate"}, steps  # planner calls come before generation
-    assert isinstance(reply.answer, str)
+    # the planners made the calls the item expects, and the escalation follows the item
+    planned = [call["name"] for call in reply.tool_calls if call["source"] == "planner"]
+    assert planned == [call["name"] for call in item.get("expected_tool_calls") or []], reply.tool_calls
+    assert reply.escalated == bool(item.get("must_escalate"))
+    # the answer is the model's last text without its tool call, after the escalation text when escalated
+    generated = TOOL_CALL.sub("", reply.trace[-1]["text"]).strip()
+    escalation = pack.safety.escalation[item["lang"]]
+    assert reply.answer == (f"{escalation}\n\n{generated}".strip() if reply.escalated else generated)
 
 
-def test_one_eval_item_scored_by_the_eval_runner(name, tiny_platform, isolated_cache):
-    """The same item through `polyglm scenarios eval`'s scorer: it runs and every applicable score is there."""
+def test_one_eval_item_scored_by_the_eval_runner(name, tiny_platform, isolated_cache, monkeypatch):
+    """The same item through `polyglm scenarios eval`'s scorer. Chat items get scripted replies, one stating
+    every expected fact and one stating none, so each score has a known value; label items are scored with
+    the labels the assistant gives the item with its media."""
     from polyglm.pipelines.scenario_chat import ScenarioAssistant
-    from polyglm.pipelines.scenario_eval import run_item
+    from polyglm.pipelines.scenario_eval import item_media, normalise, run_item
 
     pack = load_pack(name)
     item = read_jsonl(pack, pack.eval_set)[0]
-    record = run_item(ScenarioAssistant(tiny_platform, pack, item["lang"]), pack, item)
-    expected = {"expected_facts": "facts", "expected_tool_calls": "tools", "expected_label": "labels"}
-    assert {score for key, score in expected.items() if item.get(key)} <= set(record), record
-    for result in record.get("labels", {}).values():
-        assert result["predicted"] in {str(label) for labels in pack.labels.values() for label in labels}
+    assistant = ScenarioAssistant(tiny_platform, pack, item["lang"])
+    if item.get("expected_label"):
+        images, audio = item_media(pack, item)
+        assert images or audio, f"{item['id']}: pick a first item with media"
+        by_lm = assistant.classify(item["input"], images=images, audio=audio, method="lm")
+        by_vote = assistant.classify(item["input"], method="neighbours")
+        record = run_item(assistant, pack, item)
+        for label_set, label in item["expected_label"].items():
+            guess, vote, label = by_lm[label_set]["label"], by_vote[label_set]["label"], str(label)
+            assert record["labels"][label_set] == {"expected": label, "predicted": guess, "correct": guess == label}
+            assert record["labels_neighbours"][label_set]["predicted"] == vote
+            assert record["probabilities"][label_set] == by_lm[label_set]["probabilities"]
+        return
+    facts = item["expected_facts"]
+    replies = iter([" ".join(facts), "I cannot say."])
+    monkeypatch.setattr(assistant, "_generate", lambda messages: next(replies))
+    assistant.retriever.bm25_weight = 1.0  # rank by the question's words, whatever the random tiny embedder says
+    stated, silent = run_item(assistant, pack, item), run_item(assistant, pack, item)
+    escalated = bool(item.get("must_escalate"))
+    escalation = pack.safety.escalation[item["lang"]]
+    assert silent["answer"] == (f"{escalation}\n\nI cannot say." if escalated else "I cannot say.")
+    assert stated["facts"] == [True] * len(facts)
+    # the escalation text is part of the answer: a fact it states counts ("emergency" in medical's)
+    assert silent["facts"] == [escalated and normalise(fact) in normalise(escalation) for fact in facts]
+    assert stated["escalated"] is silent["escalated"] is escalated
+    retrieved = [hit.doc_id for hit in assistant.retriever.search(item["input"], lang=item["lang"])]
+    assert stated["cited"] == retrieved and stated["retrieval_hit"] == bool(set(item["relevant_docs"]) & set(retrieved))
+    expected_calls = item.get("expected_tool_calls") or []
+    assert [call["name"] for call in stated["tool_calls"]] == [call["name"] for call in expected_calls]
+    assert all(call["source"] == "planner" and call["error"] is None for call in stated["tool_calls"])
+    if expected_calls:
+        assert stated["tools"]["called"] == [True] * len(expected_calls) and stated["tools"]["unexpected"] == []
+
+
+# Planners own every tool of the packs that have planners (customer_service, education, medical): an eval
+# item there that expects tool calls is a planner's job, and the planned calls must be exactly those, in
+# order, with the arguments the eval scorer accepts (`value_matches`), except where noted below. In a pack
+# without planners (social_sentiment: its tools take structured lists of posts) only a model calls tools.
+MIN_PLANNED_ITEMS = 10
+# Written by the planner itself: the handoff summary quotes the customer, the triage symptom text is the
+# whole message (the triage rules read it like a list); the eval item words them as a model would.
+PROSE_ARGUMENTS = {"handoff_to_human": {"summary"}, "triage": {"symptoms"}}
+# A value the message does not state is the planner's documented default, and its reason says so.
+DEFAULTED = {("triage", "age_years"): "age not stated", ("triage", "duration_hours"): "duration not stated"}
+UNORDERED = {("drug_interactions", "drugs")}  # a set to the tool: the order they are named in does not matter
+# Items a planner is meant to handle but does not, yet. Each must still disagree: fix one, drop it here.
+KNOWN_PLANNER_GAPS = {
+    "edu-eval-009": "plan_answer_check does not read 'Is 20% of 250 equal to 50?' as a problem and an answer",
+    "edu-eval-029": "'4) skipped' reaches grade_quiz as 'skipped', the item says '' (both are graded wrong)",
+    "med-eval-006": "screen_red_flags reads '孩子 6 岁' (6 years) as 6 months, so age 0 where the item says 6",
+}
+# Not must_escalate, yet escalated: questions about an emergency, where the escalation text is apt (README).
+APT_ESCALATIONS = {"med-eval-033", "med-eval-043", "med-eval-046", "med-eval-051", "med-eval-057"}
+
+
+def _disagreements(planned, expected: dict) -> list[str]:
+    from polyglm.pipelines.scenario_eval import normalise, value_matches
+
+    if planned.name != expected["name"]:
+        return [f"planned {planned.name}, expected {expected['name']}"]
+    wrong = []
+    for key, want in expected.get("arguments", {}).items():
+        got = planned.arguments.get(key)
+        note = DEFAULTED.get((planned.name, key))
+        if key in PROSE_ARGUMENTS.get(planned.name, ()) or (note and note in planned.reason):
+            continue
+        if (planned.name, key) in UNORDERED:
+            want, got = sorted(map(normalise, want)), sorted(map(normalise, got or []))
+        if not value_matches(want, got):
+            wrong.append(f"{planned.name}.{key} = {got!r}, expected {want!r}")
+    return wrong
 
 
 @pytest.mark.usefixtures("isolated_cache")
-def test_planners_handle_every_eval_message(name):
-    """Each planner runs on every eval input (both languages, adversarial ones too) and plans valid calls."""
-    from polyglm.scenarios.tooling import load_planners, load_tools, run_planners
+def test_planners_make_the_calls_and_escalations_the_eval_set_expects(name):
+    """Every eval input through the pack's planners and escalate_on patterns, as a chat turn runs them before
+    the model speaks: the calls and the escalation must be the ones the item expects."""
+    from polyglm.pipelines.scenario_chat import ScenarioAssistant
+    from polyglm.scenarios.tooling import run_planners
 
     pack = load_pack(name)
-    planners = load_planners(pack)
-    tools = {tool_spec(fn).name: fn for fn in load_tools(pack)}
+    assistant = ScenarioAssistant(None, pack, pack.languages[0])  # its tools, planners and patterns; no model
+    checked, tools_agreed = [], set()
     for item in read_jsonl(pack, pack.eval_set):
-        for planned, call in run_planners(planners, tools, item["input"], item["lang"]):
-            # a planner may pick an order that does not exist: a clear tool error, never an exception
-            assert planned.reason and (call.result is not None or call.error), f"{item['id']}: {planned}"
+        where = f"{pack.eval_set} {item['id']}"
+        done = run_planners(assistant.planners, assistant.tools, item["input"], item["lang"])
+        expected = item.get("expected_tool_calls") or []
+        if assistant.planners and expected:
+            problems = [] if len(done) == len(expected) else [f"planned {[(p.name, p.arguments) for p, _ in done]}"]
+            for (planned, call), want in zip(done, expected, strict=False):  # a count mismatch is reported above
+                problems += _disagreements(planned, want)
+                problems += [f"{call.name} failed: {call.error}"] if call.error else []
+            if item["id"] in KNOWN_PLANNER_GAPS:
+                assert problems, f"{where} is fixed: remove it from KNOWN_PLANNER_GAPS"
+                continue
+            assert not problems, f"{where}: {item['input']!r}: {problems}"
+            checked.append(item["id"])
+            tools_agreed |= {call["name"] for call in expected}
+        trigger = assistant.escalate_on.search(item["input"]) if assistant.escalate_on else None
+        escalated = bool(trigger) or any((call.result or {}).get("escalate") is True for _, call in done)
+        if item.get("must_escalate"):
+            assert escalated, f"{where}: must escalate, but no planner result or escalate_on pattern does"
+        else:
+            assert not escalated or item["id"] in APT_ESCALATIONS, f"{where}: escalated, not must_escalate"
+    if assistant.planners:
+        assert len(checked) >= MIN_PLANNED_ITEMS, f"only {len(checked)} eval items expect planned tool calls"
+        assert tools_agreed == set(pack.tools), f"no eval item shows a planner calling {set(pack.tools) - tools_agreed}"

@@ -88,14 +88,48 @@ def test_chat_in_a_real_browser_streams_an_answer(app_url, page, tmp_path):
     assert (tmp_path / "chat.png").stat().st_size > 10_000
 
 
+def _grid_rows(frame, columns: int) -> list[list[str]]:
+    """The cells of an st.dataframe, row by row: the grid draws on a canvas, but keeps accessible cells."""
+    cells = frame.locator("[role=gridcell]").all_text_contents()
+    return [cells[i : i + columns] for i in range(0, len(cells), columns)]
+
+
 def test_models_page_in_a_real_browser(app_url, page, tmp_path):
+    from polyglm.platform.inventory import profile_status
+
+    status = profile_status("tiny")  # what the server reads too: the page must show exactly this
     page.goto(f"{app_url}/models", wait_until="domcontentloaded")
     page.get_by_role("heading", name="Models").wait_for(timeout=60_000)
     # st.dataframe draws on a canvas; its accessible grid cells exist in the DOM but are not "visible".
     page.get_by_text("prepared:tiny-glm").first.wait_for(state="attached", timeout=30_000)
+    frames = page.get_by_test_id("stDataFrame")
+    parts = _grid_rows(frames.nth(0), 6)  # part, kind, source, present, size (MB), licence
+    assert [[row[0], row[1], row[2], row[3], row[5]] for row in parts] == [
+        [p.role, p.kind, p.source, "true", p.licence] for p in status.parts
+    ]
+    assert [row[0] for row in parts] == ["language_model", "vision", "speech", "embedding", "ocr"]
+    assert [float(row[4]) for row in parts] == [round(p.bytes / 1e6, 1) for p in status.parts]
+    main = page.get_by_test_id("stMain")
+    assert f"Profile tiny — {status.title}" in main.inner_text()
+    # Compute: the hardware line and the dtype chosen for each job, with the reason
+    assert status.compute["hardware"] in main.inner_text()
+    dtypes = status.compute["dtypes"]
+    assert _grid_rows(frames.nth(1), 3) == [[job, d["dtype"], d["reason"]] for job, d in dtypes.items()]
+    assert "Nothing loaded yet" in main.inner_text()
+
     page.get_by_role("button", name="Load all parts").click()
     page.get_by_text("loaded ocr").wait_for(timeout=60_000)  # the progress bar's last step
-    # The second table lists what is loaded, with load times.
-    page.wait_for_function("document.querySelectorAll('[data-testid=stDataFrame]').length == 2", timeout=60_000)
-    page.get_by_text("Server process memory (RSS)").wait_for(timeout=30_000)
+    # The third table lists what is loaded: one row per part, on the CPU, the LM in its inference dtype.
+    page.wait_for_function(
+        "document.querySelectorAll('[data-testid=stDataFrame]').length == 3 && document.querySelectorAll("
+        "'[data-testid=stDataFrame]')[2].querySelectorAll('[role=gridcell]').length > 0",
+        timeout=60_000,
+    )
+    loaded = {row[0]: row for row in _grid_rows(frames.nth(2), 6)}  # part, model, parameters, device, dtype, s
+    assert set(loaded) == {p.role for p in status.parts}, loaded
+    assert loaded["language_model"][1:5:3] == ["tiny-glm", dtypes["inference"]["dtype"]], loaded
+    assert all(row[3] == "cpu" for row in loaded.values()), loaded
+    assert "Nothing loaded yet" not in main.inner_text()
+    rss = page.get_by_test_id("stMetricValue").inner_text()
+    assert rss.endswith(" MB") and int(rss.removesuffix(" MB").replace(",", "")) > 100, rss
     page.screenshot(path=str(tmp_path / "models.png"), full_page=True)
