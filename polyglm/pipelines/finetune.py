@@ -28,28 +28,27 @@ import fcntl
 import hashlib
 import json
 import os
-import random
 import shlex
 import shutil
 import sys
 import time
 import warnings
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from tqdm import tqdm
 
-from polyglm.pipelines.train_adapter import plot_losses
-from polyglm.platform.checkpoints import load_checkpoint
+from polyglm.platform import trainer
 from polyglm.platform.config import Settings
 from polyglm.platform.errors import PolyglmError
 from polyglm.platform.fusion import IGNORE_INDEX
 from polyglm.platform.loader import Platform, load_platform
 from polyglm.platform.multimodal import part_identity
 from polyglm.platform.precision import AUTO, DTYPES
+from polyglm.platform.trainer import Trainable, TrainerOptions
 from polyglm.scenarios.loader import load_pack, read_jsonl
 
 ROLES = ("system", "user", "assistant", "observation")
@@ -485,49 +484,12 @@ def load_finetuned(platform: Platform, scenario: str, adapter: Path | None = Non
 # --- training ---------------------------------------------------------------------------------
 
 
-@dataclass
-class RunState:
-    step: int = 0
-    losses: list = field(default_factory=list)  # (step, train loss)
-    before: dict = field(default_factory=dict)  # losses of the untouched LM, kept so a resumed run need not rescore
-
-
 def _fingerprint(options: FinetuneOptions, data_hash: str, lm: tuple[str, str]) -> str:
     """What a checkpoint must match to be resumed: everything that changes the training trajectory."""
     training = {k: v for k, v in asdict(options).items()
                 if k not in {"make_default", "force", "forgetting_threshold", "checkpoint_every", "out_dir",
                              "finetune_root"}}  # fmt: skip
-    blob = json.dumps({"options": training, "data": data_hash, "lm": lm}, sort_keys=True, default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
-
-
-def _save_checkpoint(path: Path, model, optimizer, state: RunState, fingerprint: str) -> None:
-    from peft import get_peft_model_state_dict
-
-    tmp = path.with_suffix(".tmp")
-    torch.save({"lora": get_peft_model_state_dict(model), "optimizer": optimizer.state_dict(), "step": state.step,
-                "losses": state.losses, "before": state.before, "rng": torch.get_rng_state(),
-                "fingerprint": fingerprint}, tmp)  # fmt: skip
-    tmp.replace(path)
-
-
-def _read_checkpoint(path: Path, fingerprint: str) -> tuple[dict | None, str]:
-    if not path.is_file():
-        return None, "none"
-    checkpoint = load_checkpoint(path)
-    if checkpoint.get("fingerprint") != fingerprint:
-        return None, "ignored: made with other options, data or model"
-    return checkpoint, f"resumed at step {checkpoint['step']}"
-
-
-def _schedule(n_rows: int, options: FinetuneOptions) -> list[list[int]]:
-    """All batches of all epochs, fixed by the seed, so a resumed run continues the same order."""
-    rng, batches = random.Random(options.seed), []
-    for _ in range(options.epochs):
-        order = list(range(n_rows))
-        rng.shuffle(order)
-        batches += [order[i : i + options.batch_size] for i in range(0, len(order), options.batch_size)]
-    return batches
+    return trainer.make_fingerprint(options=training, data=data_hash, lm=lm)
 
 
 def _validate(options: FinetuneOptions) -> None:
@@ -574,7 +536,7 @@ def finetune_scenario(options: FinetuneOptions, platform: Platform | None = None
     Works on its own platform unless one is given. A given platform's LM is cast to `lm_dtype` and is
     left without the LoRA afterwards (apply it with `load_finetuned`).
     """
-    from peft import LoraConfig, PeftModel, get_peft_model, set_peft_model_state_dict
+    from peft import LoraConfig, PeftModel, get_peft_model
 
     _validate(options)
     pack = load_pack(options.scenario)
@@ -621,52 +583,37 @@ def finetune_scenario(options: FinetuneOptions, platform: Platform | None = None
 
     lm_identity = part_identity(platform, "language_model")
     fingerprint = _fingerprint(options, data_hash, lm_identity)
-    checkpoint_path = out_dir / "checkpoint.pt"
-    checkpoint, resume_note = _read_checkpoint(checkpoint_path, fingerprint)
-    state = RunState()
-    state.before = checkpoint["before"] if checkpoint else score(lm.model)
-
+    checkpoint = out_dir / "checkpoint.pt"
+    saved, _ = trainer.read_checkpoint(checkpoint, fingerprint)
+    before = saved["extra"] if saved else score(lm.model)  # the untouched LM, scored once per run
     torch.manual_seed(options.seed)
     lora = LoraConfig(r=options.lora_rank, lora_alpha=2 * options.lora_rank, lora_dropout=0.05,
                       target_modules=list(lm.lora_targets), task_type="CAUSAL_LM")  # fmt: skip
     with _quiet_peft():
-        model = get_peft_model(lm.model, lora)
+        model = get_peft_model(lm.model, lora)  # LoRA B starts at zero: scores as the untouched LM
     lm.model = model
     try:
-        parameters = [p for p in model.parameters() if p.requires_grad]
-        optimizer = torch.optim.AdamW(parameters, lr=options.lr)
-        if checkpoint:
-            set_peft_model_state_dict(model, checkpoint["lora"])
-            optimizer.load_state_dict(checkpoint["optimizer"])
-            torch.set_rng_state(checkpoint["rng"])
-            state.step, state.losses = checkpoint["step"], list(checkpoint["losses"])
-        else:
-            _save_checkpoint(checkpoint_path, model, optimizer, state, fingerprint)
-        batches = _schedule(len(train), options)
-        first_step, started = state.step, time.perf_counter()
         model.train()
-        for step in tqdm(range(state.step, len(batches)), initial=state.step, total=len(batches),
-                         desc=f"finetune {options.scenario}", unit="step"):  # fmt: skip
-            losses = token_losses(model, [train[i] for i in batches[step]], pad_id, device)
-            loss = losses.mean()
-            optimizer.zero_grad()
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(parameters, 1.0)
-            optimizer.step()
-            state.step, state.losses = step + 1, [*state.losses, (step + 1, round(loss.item(), 4))]
-            if state.step % options.checkpoint_every == 0 or state.step == len(batches):
-                _save_checkpoint(checkpoint_path, model, optimizer, state, fingerprint)
-        seconds = time.perf_counter() - started
+        state = trainer.train(
+            Trainable.of_lora(model),
+            trainer.epoch_batches(len(train), options.batch_size, options.epochs, options.seed),
+            lambda batch: token_losses(model, [train[i] for i in batch], pad_id, device).mean(),
+            TrainerOptions(lr=options.lr, checkpoint_every=options.checkpoint_every,
+                           desc=f"finetune {options.scenario}"),
+            checkpoint,
+            fingerprint,
+            initial_extra=lambda: before,
+        )  # fmt: skip
         model.eval()
         after = score(model)
-        made_default, reason, relative = _decide(options, state.before["general"], after["general"])
+        made_default, reason, relative = _decide(options, before["general"], after["general"])
         metrics = {
-            "scenario_loss_before": round(state.before["scenario"], 4),
+            "scenario_loss_before": round(before["scenario"], 4),
             "scenario_loss_after": round(after["scenario"], 4),
-            "general_loss_before": round(state.before["general"], 4),
+            "general_loss_before": round(before["general"], 4),
             "general_loss_after": round(after["general"], 4),
             **{f"general_{lang}_loss_{when}": round(table[f"general_{lang}"], 4)
-               for when, table in (("before", state.before), ("after", after)) for lang in general},
+               for when, table in (("before", before), ("after", after)) for lang in general},
             "relative_forgetting": round(relative, 4),
             "train_conversations": len(train_conv),
             "held_out_conversations": len(test_conv),
@@ -681,13 +628,13 @@ def finetune_scenario(options: FinetuneOptions, platform: Platform | None = None
             "max_tokens": max_tokens,
             "lm_dtype": str(model.dtype).removeprefix("torch."),
             "steps": state.step,
-            "steps_this_run": state.step - first_step,
-            "train_seconds_this_run": round(seconds, 1),
-            "checkpoint": resume_note,
+            "steps_this_run": state.steps_this_run,
+            "train_seconds_this_run": round(state.seconds_this_run, 1),
+            "checkpoint": state.note,
         }  # fmt: skip
         reason = _keep_previous_default(options, out_dir, made_default, reason)
-        plot_losses(state.losses, state.before["scenario"], after["scenario"], out_dir / "loss.png",
-                    f"LoRA {options.scenario} ({options.profile}); general {state.before['general']:.2f} -> "
+        trainer.plot_losses(state.losses, before["scenario"], after["scenario"], out_dir / "loss.png",
+                    f"LoRA {options.scenario} ({options.profile}); general {before['general']:.2f} -> "
                     f"{after['general']:.2f}")  # fmt: skip
         for stale in ("lora", "manifest.json"):
             target = out_dir / stale

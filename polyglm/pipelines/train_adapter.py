@@ -9,11 +9,11 @@ evaluation never re-encode. Checkpoints every N steps make a killed run resume w
 from __future__ import annotations
 
 import json
-import random
+import os
 import re
 import shlex
+import shutil
 import sys
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -22,15 +22,16 @@ import torch
 from tqdm import tqdm
 
 from polyglm.pipelines import adapter_data as data
+from polyglm.platform import trainer
 from polyglm.platform.adapters import AdapterError, AdapterManifest, build_projector, save_adapter
-from polyglm.platform.checkpoints import load_checkpoint
 from polyglm.platform.config import Settings
 from polyglm.platform.engine import GenerationOptions, generate_batch
 from polyglm.platform.errors import InputError
 from polyglm.platform.feature_cache import CacheOptions, FeatureCache
 from polyglm.platform.fusion import MediaFeatures, build_batch
 from polyglm.platform.loader import Platform, load_platform
-from polyglm.platform.multimodal import MODALITY_ROLE, MultimodalModel, load_media, part_identity
+from polyglm.platform.multimodal import MODALITY_ROLE, MultimodalModel, load_media, part_identity, weights_hash
+from polyglm.platform.trainer import Trainable, TrainerOptions
 
 PROMPTS = {"audio": "Transcribe the speech.", "image": "Describe the image in a few words."}
 DEFAULT_SPECS = {"image": "mlp2x_gelu", "audio": "pool4_mlp2x_gelu"}
@@ -97,7 +98,8 @@ def _at_least_one(options, *names: str) -> list[str]:
 
 
 def dataset_dir(settings: Settings, options: TrainOptions, kind: str, count: int) -> Path:
-    return settings.cache_dir / "adapter_data" / f"{kind}-n{count}-s{options.seed}"
+    """Per profile: photo captions are the profile's own vision model's top-1 labels."""
+    return settings.cache_dir / "adapter_data" / options.profile / f"{kind}-n{count}-s{options.seed}"
 
 
 def build_dataset(mm: MultimodalModel, options: TrainOptions) -> list[tuple[Path, list[data.Item]]]:
@@ -121,11 +123,29 @@ def build_dataset(mm: MultimodalModel, options: TrainOptions) -> list[tuple[Path
     sets = []
     for kind, (count, make) in makers.items():
         folder = dataset_dir(settings, options, kind, count)
-        if not (folder / "items.jsonl").is_file() or len(data.read_set(folder)) != count:
-            folder.mkdir(parents=True, exist_ok=True)
-            data.write_set(folder, make(folder, count))
+        if not _complete(folder, count):
+            _generate_once(folder, count, lambda staging, m=make, n=count: data.write_set(staging, m(staging, n)))
         sets.append((folder, data.read_set(folder)))
     return sets
+
+
+def _complete(folder: Path, count: int) -> bool:
+    return (folder / "items.jsonl").is_file() and len(data.read_set(folder)) == count
+
+
+def _generate_once(folder: Path, count: int, fill: Callable[[Path], object]) -> None:
+    """Make a data set in a staging folder and rename it into place, so that two processes generating
+    the same set never hash each other's half-written files; the first to finish wins."""
+    staging = folder.with_name(f"{folder.name}.partial-{os.getpid()}")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    fill(staging)
+    if folder.exists() and not _complete(folder, count):
+        shutil.rmtree(folder, ignore_errors=True)  # left by a run from before sets were staged
+    try:
+        staging.rename(folder)
+    except OSError:  # another process finished the same set first: theirs has the same bytes
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def _top1(mm: MultimodalModel) -> Callable:
@@ -288,61 +308,7 @@ def _same(reference: str, hypothesis: str) -> bool:
     return norm(reference) == norm(hypothesis)
 
 
-# --- training loop ----------------------------------------------------------------------------
-
-
-@dataclass
-class RunState:
-    step: int = 0
-    losses: list = None  # (step, train loss)
-
-    def __post_init__(self) -> None:
-        self.losses = self.losses or []
-
-
-def save_checkpoint(path: Path, projector, optimizer, state: RunState) -> None:
-    tmp = path.with_suffix(".tmp")
-    torch.save({"projector": projector.state_dict(), "optimizer": optimizer.state_dict(), "step": state.step,
-                "losses": state.losses, "rng": torch.get_rng_state()}, tmp)  # fmt: skip
-    tmp.replace(path)
-
-
-def resume(path: Path, projector, optimizer) -> RunState:
-    if not path.is_file():
-        return RunState()
-    checkpoint = load_checkpoint(path)
-    projector.load_state_dict(checkpoint["projector"])
-    optimizer.load_state_dict(checkpoint["optimizer"])
-    torch.set_rng_state(checkpoint["rng"])
-    return RunState(step=checkpoint["step"], losses=checkpoint["losses"])
-
-
-def schedule(train: Sequence[Example], options: TrainOptions) -> list[list[int]]:
-    """All batches of all epochs, fixed by the seed, so a resumed run continues the same order."""
-    rng, batches = random.Random(options.seed), []
-    for _ in range(options.epochs):
-        order = list(range(len(train)))
-        rng.shuffle(order)
-        batches += [order[i : i + options.batch_size] for i in range(0, len(order), options.batch_size)]
-    return batches
-
-
-def plot_losses(losses: list, before: float, after: float, path: Path, title: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4))
-    steps, values = zip(*losses, strict=True) if losses else ((), ())
-    ax.plot(steps, values, label="train loss (per batch)", alpha=0.6)
-    ax.axhline(before, color="grey", linestyle="--", label=f"held-out before {before:.2f}")
-    ax.axhline(after, color="green", linestyle="--", label=f"held-out after {after:.2f}")
-    ax.set(xlabel="step", ylabel="cross-entropy (nats/token)", title=title)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+# --- training ---------------------------------------------------------------------------------
 
 
 def prepare_model(options: TrainOptions, platform: Platform | None = None) -> MultimodalModel:
@@ -364,25 +330,25 @@ def train_adapter(options: TrainOptions, platform: Platform | None = None) -> di
     train, test, data_hash = examples(mm, options)
     d_in, d_out = train[0].features.shape[-1], mm.lm.model.config.hidden_size
     projector = build_projector(options.spec, d_in, d_out)
-    before = held_out_loss(mm, projector, options.modality, test, options.batch_size)
-    optimizer = torch.optim.AdamW(projector.parameters(), lr=options.lr, weight_decay=0.01)
-    checkpoint = options.out_dir / "checkpoint.pt"
-    state = resume(checkpoint, projector, optimizer)
-    batches = schedule(train, options)
-    started = time.perf_counter()
+    encoder_id, encoder_hash = part_identity(mm.platform, MODALITY_ROLE[options.modality])
+    lm_id, lm_hash = part_identity(mm.platform, "language_model")
+
+    def measure_before() -> dict:
+        return {"before": held_out_loss(mm, projector, options.modality, test, options.batch_size)}
+
     projector.train()
-    for step in tqdm(
-        range(state.step, len(batches)), initial=state.step, total=len(batches), desc="train", unit="step"
-    ):
-        loss = batch_loss(mm, projector, options.modality, [train[i] for i in batches[step]])
-        optimizer.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(projector.parameters(), 1.0)
-        optimizer.step()
-        state.step, state.losses = step + 1, [*state.losses, (step + 1, round(loss.item(), 4))]
-        if state.step % options.checkpoint_every == 0:
-            save_checkpoint(checkpoint, projector, optimizer, state)
-    seconds = time.perf_counter() - started
+    state = trainer.train(
+        Trainable.of_modules({"projector": projector}),
+        trainer.epoch_batches(len(train), options.batch_size, options.epochs, options.seed),
+        lambda batch: batch_loss(mm, projector, options.modality, [train[i] for i in batch]),
+        TrainerOptions(lr=options.lr, weight_decay=0.01, checkpoint_every=options.checkpoint_every,
+                       desc=f"train {options.modality}"),
+        options.out_dir / "checkpoint.pt",
+        trainer.make_fingerprint(options=_trajectory(options), data=data_hash, encoder=encoder_hash, lm=lm_hash,
+                                 dtype=str(mm.lm.model.dtype)),
+        initial_extra=measure_before,
+    )  # fmt: skip
+    before, seconds = state.extra["before"], state.seconds_this_run
     projector.eval()
     after = held_out_loss(mm, projector, options.modality, test, options.batch_size)
     folders = {folder.name.split("-")[0]: folder for folder, _ in build_dataset(mm, options)}
@@ -392,11 +358,11 @@ def train_adapter(options: TrainOptions, platform: Platform | None = None) -> di
     extra = scorer(mm, projector, scored, folder_of) if scored else {}
     metrics = {"held_out_loss_before": round(before, 4), "held_out_loss_after": round(after, 4),
                "loss_ratio_after_before": round(after / before, 4), "train_items": len(train),
-               "held_out_items": len(test), "steps": state.step, "train_seconds_this_run": round(seconds, 1),
+               "held_out_items": len(test), "steps": state.step, "steps_this_run": state.steps_this_run,
+               "train_seconds_this_run": round(seconds, 1), "checkpoint": state.note,
                "lm_dtype": str(mm.lm.model.dtype).removeprefix("torch."), **extra}  # fmt: skip
-    plot_losses(state.losses, before, after, options.out_dir / "loss.png", f"{options.modality} adapter, stage 1")
-    encoder_id, encoder_hash = part_identity(mm.platform, MODALITY_ROLE[options.modality])
-    lm_id, lm_hash = part_identity(mm.platform, "language_model")
+    title = f"{options.modality} adapter, stage 1"
+    trainer.plot_losses(state.losses, before, after, options.out_dir / "loss.png", title)
     manifest = AdapterManifest(
         modality=options.modality, spec=options.spec, encoder_id=encoder_id, encoder_hash=encoder_hash,
         lm_id=lm_id, lm_hash=lm_hash, d_in=d_in, d_out=d_out, seed=options.seed, metrics=metrics,
@@ -406,6 +372,28 @@ def train_adapter(options: TrainOptions, platform: Platform | None = None) -> di
     save_adapter(projector, manifest, options.out_dir)
     (options.out_dir / "train_options.json").write_text(json.dumps(asdict(options), default=str, indent=2))
     return metrics
+
+
+def _trajectory(options) -> dict:
+    """The options that change what training computes (not where it writes or how often it saves)."""
+    return {k: v for k, v in asdict(options).items() if k not in {"out_dir", "checkpoint_every", "eval_generate"}}
+
+
+STAGE2_MANIFEST = "stage2.json"
+
+
+def write_stage2_manifest(options: Stage2Options, lm: tuple[str, str], metrics: dict, modalities: list[str]) -> None:
+    """What inference checks before applying stage 2: the LM it was trained on, its LoRA and projectors."""
+    manifest = {
+        "lm_id": lm[0],
+        "lm_hash": lm[1],
+        "lora": {"folder": "lora", "r": options.lora_rank, "alpha": 2 * options.lora_rank},
+        "projectors": {modality: modality for modality in modalities},
+        "data": {"items": options.items, "seed": options.seed, "split": "index % 10 == 0 held out"},
+        "metrics": metrics,
+        "command": shlex.join(["polyglm", *sys.argv[1:]]) if sys.argv[0].endswith("polyglm") else "",
+    }
+    (options.out_dir / STAGE2_MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
 
 
 def _kind(item: data.Item) -> str:
@@ -453,6 +441,7 @@ class Stage2Options:
     lora_rank: int = 8
     seed: int = 0
     lm_dtype: str = "auto"  # as TrainOptions.lm_dtype
+    checkpoint_every: int = 25  # steps between resumable checkpoints
     out_dir: Path = Path("runs/stage2")
 
 
@@ -562,27 +551,30 @@ def train_stage2(options: Stage2Options, platform: Platform | None = None) -> di
     train = [s for s in samples if not s.is_test]
     test = {kind: [s for s in samples if s.is_test and (s.modality or "text") == kind]
             for kind in [*projectors, "text"]}  # fmt: skip
-    before = {kind: mean_loss(mm, projectors, rows, options.batch_size) for kind, rows in test.items()}
     lora = LoraConfig(r=options.lora_rank, lora_alpha=2 * options.lora_rank, lora_dropout=0.05,
                       target_modules=list(mm.lm.lora_targets))  # fmt: skip
-    mm.lm.model = get_peft_model(mm.lm.model, lora)
-    parameters = [p for p in mm.lm.model.parameters() if p.requires_grad]
-    parameters += [p for projector in projectors.values() for p in projector.parameters()]
-    optimizer = torch.optim.AdamW(parameters, lr=options.lr)
-    rng, losses = random.Random(options.seed), []
-    order = [i for _ in range(options.epochs) for i in rng.sample(range(len(train)), len(train))]
-    batches = [order[i : i + options.batch_size] for i in range(0, len(order), options.batch_size)]
-    for step, batch in enumerate(tqdm(batches, desc="stage 2", unit="step"), start=1):
-        loss = mixed_loss(mm, projectors, [train[i] for i in batch])
-        optimizer.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(parameters, 1.0)
-        optimizer.step()
-        losses.append((step, round(loss.item(), 4)))
-    after = {kind: mean_loss(mm, projectors, rows, options.batch_size) for kind, rows in test.items()}
+    mm.lm.model = get_peft_model(mm.lm.model, lora)  # LoRA B starts at zero: the LM answers as before
+
+    def measure_before() -> dict:
+        return {kind: mean_loss(mm, projectors, rows, options.batch_size) for kind, rows in test.items()}
+
+    state = trainer.train(
+        Trainable.of_lora(mm.lm.model, projectors),
+        trainer.epoch_batches(len(train), options.batch_size, options.epochs, options.seed),
+        lambda batch: mixed_loss(mm, projectors, [train[i] for i in batch]),
+        TrainerOptions(lr=options.lr, checkpoint_every=options.checkpoint_every, desc="stage 2"),
+        options.out_dir / "checkpoint.pt",
+        trainer.make_fingerprint(options=_trajectory(options), lm=lm_identity, samples=len(samples),
+                                 adapters=[weights_hash(Path(f) / "adapter.safetensors") for f in options.adapters],
+                                 dtype=str(mm.lm.model.dtype)),
+        initial_extra=measure_before,
+    )  # fmt: skip
+    before = state.extra
+    after = measure_before()
     metrics = {f"held_out_loss_{kind}_{when}": round(value, 4)
                for when, table in (("before", before), ("after", after)) for kind, value in table.items()}  # fmt: skip
-    metrics.update(steps=len(batches), train_samples=len(train), lm_dtype=str(mm.lm.model.dtype).removeprefix("torch."))
+    metrics.update(steps=state.step, train_samples=len(train), train_seconds_this_run=round(state.seconds_this_run, 1),
+                   lm_dtype=str(mm.lm.model.dtype).removeprefix("torch."))  # fmt: skip
     mm.lm.model.save_pretrained(options.out_dir / "lora")
     # Give the caller's platform its plain LM back: the LoRA lives in out_dir, not in shared state.
     mm.lm.model = mm.lm.model.unload().eval()
@@ -590,8 +582,11 @@ def train_stage2(options: Stage2Options, platform: Platform | None = None) -> di
         manifest = replace(manifests[modality], metrics={**manifests[modality].metrics, "stage2": metrics},
                            data={**manifests[modality].data, "stage2": "instruction mix + text-only"})  # fmt: skip
         save_adapter(projector.eval(), manifest, options.out_dir / modality)
+    write_stage2_manifest(options, lm_identity, metrics, sorted(projectors))
     mean_before = sum(before.values()) / len(before)
     mean_after = sum(after.values()) / len(after)
-    plot_losses(losses, mean_before, mean_after, options.out_dir / "loss.png", "stage 2: projectors + LoRA")
+    trainer.plot_losses(
+        state.losses, mean_before, mean_after, options.out_dir / "loss.png", "stage 2: projectors + LoRA"
+    )
     (options.out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
     return metrics

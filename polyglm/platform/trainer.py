@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import random
+import re
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -20,13 +21,11 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from polyglm.platform.errors import PolyglmError
+from polyglm.platform.errors import InputError
 
 CHECKPOINT_FORMAT = 1
-
-
-class CheckpointError(PolyglmError):
-    """A checkpoint file cannot be read; the message names it and the fix."""
+_UNSUPPORTED_GLOBAL = re.compile(r"Unsupported global: GLOBAL (\S+)")
+_TERMINAL_COLOURS = re.compile(r"\x1b\[[0-9;]*m")
 
 
 @dataclass(frozen=True)
@@ -124,19 +123,37 @@ def save_checkpoint(path: Path, trainable: Trainable, optimizer, state: RunState
     tmp.replace(path)  # atomic: a kill leaves the old checkpoint or the new one, never half of one
 
 
+def load_checkpoint(path: Path) -> dict:
+    """A checkpoint's dict, read weights-only on the CPU.
+
+    A full unpickle runs whatever code a planted, copied or downloaded checkpoint carries; weights-only
+    loading accepts tensors, numbers, strings and containers, which is all a polyglm checkpoint holds."""
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # a truncated zip or a pickle with objects: the fix is the same
+        raise InputError(
+            f"checkpoint {path} cannot be read safely ({_reason(exc)}): it is damaged or holds more than weights, "
+            f"which polyglm does not unpickle; delete it to train from the start"
+        ) from None
+    if not isinstance(checkpoint, dict) or checkpoint.get("format") != CHECKPOINT_FORMAT:
+        raise InputError(f"{path} is not a polyglm training checkpoint; delete it to train from the start")
+    return checkpoint
+
+
+def _reason(exc: Exception) -> str:
+    """torch's reason in one plain line: its weights-only message spans lines and carries terminal colours."""
+    found = _UNSUPPORTED_GLOBAL.search(str(exc))
+    if found:
+        return f"it references the Python object {found.group(1)}"
+    plain = " ".join(_TERMINAL_COLOURS.sub("", str(exc)).split())
+    return f"{type(exc).__name__}: {plain[:160]}"
+
+
 def read_checkpoint(path: Path, fingerprint: str) -> tuple[dict | None, str]:
     """(checkpoint, note). A checkpoint of other options/data/model is ignored and later overwritten."""
     if not path.is_file():
         return None, "none"
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # a truncated zip, a foreign pickle: any of them means the same to the user
-        raise CheckpointError(
-            f"checkpoint {path} cannot be read ({type(exc).__name__}: {str(exc)[:120]}); "
-            f"delete it to train from the start, or restore it from a backup"
-        ) from None
-    if not isinstance(checkpoint, dict) or checkpoint.get("format") != CHECKPOINT_FORMAT:
-        raise CheckpointError(f"{path} is not a polyglm training checkpoint; delete it to train from the start")
+    checkpoint = load_checkpoint(path)
     if checkpoint.get("fingerprint") != fingerprint:
         return None, "ignored: made with other options, data or model"
     return checkpoint, f"resumed at step {checkpoint['step']}"

@@ -208,19 +208,21 @@ def test_adapter_from_another_language_model_is_refused(trained, tiny_platform, 
 
 
 def test_killed_run_resumes_from_its_checkpoint_without_redoing_steps(tiny_platform, tmp_path, monkeypatch):
-    options = _options(tmp_path, max_items=10, batch_size=2)
-    save = finetune._save_checkpoint
+    from polyglm.platform import trainer
 
-    def killed_after_step_2(path, model, optimizer, state, fingerprint):
-        save(path, model, optimizer, state, fingerprint)
+    options = _options(tmp_path, max_items=10, batch_size=2)
+    save = trainer.save_checkpoint
+
+    def killed_after_step_2(path, trainable, optimizer, state, fingerprint):
+        save(path, trainable, optimizer, state, fingerprint)
         if state.step == 2:
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(finetune, "_save_checkpoint", killed_after_step_2)
+    monkeypatch.setattr(trainer, "save_checkpoint", killed_after_step_2)
     with pytest.raises(KeyboardInterrupt):
         finetune_scenario(options, platform=_fresh(tiny_platform))
     assert not (tmp_path / "run" / "manifest.json").exists()
-    monkeypatch.setattr(finetune, "_save_checkpoint", save)
+    monkeypatch.setattr(trainer, "save_checkpoint", save)
     resumed = finetune_scenario(options, platform=_fresh(tiny_platform))
     metrics = resumed["metrics"]
     assert metrics["checkpoint"] == "resumed at step 2"

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
+from polyglm.platform.errors import InputError
 from polyglm.platform.trainer import (
-    CheckpointError,
     Trainable,
     TrainerOptions,
     epoch_batches,
@@ -69,7 +69,7 @@ def test_a_corrupt_checkpoint_names_the_file_and_the_fix(tmp_path):
     path = tmp_path / "bad.pt"
     _run(_model(), path)
     path.write_bytes(path.read_bytes()[:200])  # truncated, as by a full disk
-    with pytest.raises(CheckpointError, match=r"bad\.pt cannot be read .*delete it to train from the start"):
+    with pytest.raises(InputError, match=r"bad\.pt cannot be read safely .*delete it to train from the start"):
         _run(_model(), path)
 
 
@@ -81,5 +81,5 @@ def test_a_pickled_object_is_refused_not_executed(tmp_path):
             return (print, ("pwned",))
 
     torch.save({"format": 1, "payload": Boom()}, path)
-    with pytest.raises(CheckpointError, match="cannot be read"):
+    with pytest.raises(InputError, match="it references the Python object print"):
         read_checkpoint(path, "a")
