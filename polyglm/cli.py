@@ -129,16 +129,23 @@ def cmd_chat(args: argparse.Namespace) -> int:
     options = GenerationOptions(max_new_tokens=args.max_new_tokens, temperature=args.temperature)
     if args.message is not None:
         messages = [{"role": "user", "content": args.message}]
+        media = _attachments(args)
         if args.json:
-            print(
-                json.dumps({"profile": args.profile, "answer": reply(platform, messages, options)}, ensure_ascii=False)
-            )
+            answer = reply(platform, messages, options, *media)
+            print(json.dumps({"profile": args.profile, "answer": answer}, ensure_ascii=False))
         else:
-            for piece in stream_reply(platform, messages, options):
+            for piece in stream_reply(platform, messages, options, *media):
                 print(piece, end="", flush=True)
             print()
         return 0
     return _chat_repl(platform, options)
+
+
+def _attachments(args: argparse.Namespace) -> tuple[list, list]:
+    """The --image and --audio files, decoded with media.py's checks (clear errors for bad files)."""
+    from polyglm.platform.media import load_audio, load_image
+
+    return [load_image(Path(path)) for path in args.image], [load_audio(Path(path)) for path in args.audio]
 
 
 def _scenario_chat(platform, args: argparse.Namespace) -> int:
@@ -151,10 +158,7 @@ def _scenario_chat(platform, args: argparse.Namespace) -> int:
     assistant = scenario_assistant(platform, args.scenario, args.lang)
     if args.message is None:
         raise InputError("scenario chat answers one message: add --message TEXT")
-    from polyglm.platform.media import load_audio, load_image
-
-    images = [load_image(Path(path)) for path in args.image]
-    audio = [load_audio(Path(path)) for path in args.audio]
+    images, audio = _attachments(args)
     if args.labels:
         labels = assistant.classify(args.message, images=images, audio=audio, method=args.label_method)
         print(json.dumps(labels, ensure_ascii=False, indent=2))
@@ -283,8 +287,8 @@ def build_parser() -> argparse.ArgumentParser:
     chat.add_argument("--lang", choices=["zh", "en"], default="en", help="scenario language")
     chat.add_argument("--finetuned", action="store_true", help="apply the scenario's default LoRA (polyglm finetune)")
     chat.add_argument("--json", action="store_true", help="with --message: print a JSON object")
-    chat.add_argument("--image", action="append", default=[], help="scenario chat: attach an image (repeatable)")
-    chat.add_argument("--audio", action="append", default=[], help="scenario chat: attach a voice note (repeatable)")
+    chat.add_argument("--image", action="append", default=[], help="attach an image (repeatable)")
+    chat.add_argument("--audio", action="append", default=[], help="attach a voice note (repeatable)")
     chat.add_argument(
         "--labels", action="store_true", help="classification scenarios: print the scored labels instead of a reply"
     )

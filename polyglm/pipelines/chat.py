@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from typing import Any
 
+from polyglm.pipelines.attachments import has_media, read_attachments, user_content
 from polyglm.platform.engine import GenerationOptions, stream_tokens
 from polyglm.platform.errors import InputError
 from polyglm.platform.loader import Platform
+from polyglm.platform.multimodal import multimodal_for
 
 
 def validate_messages(messages: list[dict]) -> list[dict]:
@@ -22,15 +25,37 @@ def validate_messages(messages: list[dict]) -> list[dict]:
     return [{"role": m["role"], "content": str(m["content"])} for m in messages]
 
 
-def stream_reply(platform: Platform, messages: list[dict], options: GenerationOptions | None = None) -> Iterator[str]:
-    """Yield the reply as text pieces as soon as they decode cleanly."""
+def stream_reply(
+    platform: Platform,
+    messages: list[dict],
+    options: GenerationOptions | None = None,
+    images: Sequence[Any] = (),
+    audio: Sequence[Any] = (),
+) -> Iterator[str]:
+    """Yield the reply as text pieces as soon as they decode cleanly. `images` (PIL) and `audio` (16 kHz
+    arrays) attach to the last user message: through the profile's adapters, plus OCR text and transcripts."""
+    messages = validate_messages(messages)
+    if images or audio:
+        text = messages[-1]["content"]
+        read = read_attachments(platform, images, audio)
+        messages[-1] = {"role": "user", "content": user_content(text, read, language_of(text))}
+    yield from decoded(platform.lm.tokenizer, _reply_tokens(platform, messages, options or GenerationOptions()))
+
+
+def _reply_tokens(platform: Platform, messages: list[dict], options: GenerationOptions) -> Iterator[int]:
+    if has_media(messages):
+        return multimodal_for(platform).stream(messages, options)
     lm = platform.lm
-    prompt = lm.chat_ids(validate_messages(messages))
+    return stream_tokens(lm.model, lm.chat_ids(messages), lm.stop_token_ids, options)
+
+
+def decoded(tokenizer: Any, tokens: Iterator[int]) -> Iterator[str]:
+    """Text pieces of a token stream, each yielded once it decodes cleanly."""
     generated: list[int] = []
     shown = ""
-    for token in stream_tokens(lm.model, prompt, lm.stop_token_ids, options or GenerationOptions()):
+    for token in tokens:
         generated.append(token)
-        text = lm.tokenizer.decode(generated, skip_special_tokens=True)
+        text = tokenizer.decode(generated, skip_special_tokens=True)
         # A multi-byte character split across tokens decodes to U+FFFD until its last byte arrives.
         if text.endswith("\ufffd"):
             continue
@@ -39,5 +64,16 @@ def stream_reply(platform: Platform, messages: list[dict], options: GenerationOp
             shown = text
 
 
-def reply(platform: Platform, messages: list[dict], options: GenerationOptions | None = None) -> str:
-    return "".join(stream_reply(platform, messages, options))
+def language_of(text: str) -> str:
+    """zh when the text has Chinese characters, else en: which language the evidence notices use."""
+    return "zh" if any("\u4e00" <= ch <= "\u9fff" for ch in text) else "en"
+
+
+def reply(
+    platform: Platform,
+    messages: list[dict],
+    options: GenerationOptions | None = None,
+    images: Sequence[Any] = (),
+    audio: Sequence[Any] = (),
+) -> str:
+    return "".join(stream_reply(platform, messages, options, images, audio))

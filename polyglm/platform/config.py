@@ -59,6 +59,29 @@ class PartSpec:
 
 
 @dataclass(frozen=True)
+class MediaPolicy:
+    """How attached images and voice notes reach the language model; each path can be switched off."""
+
+    features: bool = True  # encoder -> trained adapter -> fused into the LM (needs the profile's adapter)
+    ocr: bool = True  # text read from images, fenced as user material beside the features
+    transcript: bool = True  # the speech model's transcript of voice notes, fenced beside the features
+
+    def narrowed(self, other: MediaPolicy) -> MediaPolicy:
+        """Both must allow a path: a pack can switch off what its profile offers, never the reverse."""
+        return MediaPolicy(self.features and other.features, self.ocr and other.ocr,
+                           self.transcript and other.transcript)  # fmt: skip
+
+    @classmethod
+    def from_dict(cls, raw: object, where: object) -> MediaPolicy:
+        if raw is None:
+            return cls()
+        names = {"features", "ocr", "transcript"}
+        if not isinstance(raw, dict) or not set(raw) <= names or not all(isinstance(v, bool) for v in raw.values()):
+            raise ProfileError(f"{where}: `media:` takes true/false for {', '.join(sorted(names))}, got {raw!r}")
+        return cls(**raw)
+
+
+@dataclass(frozen=True)
 class Profile:
     """A named set of parts; one code path serves every profile."""
 
@@ -70,6 +93,7 @@ class Profile:
     languages: tuple[str, ...]  # languages the LM handles well
     gpu_dtype: str = "auto"  # inference dtype on CUDA: auto (precision.choose_dtype), bfloat16 or float32
     cpu_dtype: str = "auto"  # inference dtype on CPU: auto (float32 unless a job measured bf16 safe), or forced
+    media: MediaPolicy = field(default_factory=MediaPolicy)  # how attachments reach the LM (features, OCR, transcript)
 
     def part(self, role: str) -> PartSpec:
         try:
@@ -117,6 +141,7 @@ def _profile_from_dict(name: str, raw: object, path: Path) -> Profile:
         languages=tuple(raw.get("languages", ("en",))),
         gpu_dtype=str(raw.get("gpu_dtype", "auto")),
         cpu_dtype=str(raw.get("cpu_dtype", "auto")),
+        media=MediaPolicy.from_dict(raw.get("media"), path),
     )
 
 

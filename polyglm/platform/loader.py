@@ -85,6 +85,16 @@ class Platform:
                 self._parts[role] = self._load(role)
             return self._parts[role]
 
+    def cached(self, key: str, build: Callable[[], Any]) -> Any:
+        """Something built from this platform's parts once (e.g. the multimodal model), kept beside them."""
+        with self._lock:
+            derived = self._parts.setdefault("derived", {})
+        if key not in derived:
+            value = build()  # outside the lock: building loads parts, which takes the lock itself
+            with self._lock:
+                derived.setdefault(key, value)
+        return derived[key]
+
     def loaded(self) -> list[str]:
         return [role for role in PART_ROLES if role in self._parts]
 

@@ -169,3 +169,8 @@ def load_multimodal(platform: Platform, modalities: Sequence[str] | None = None)
         projector, _ = load_adapter(ADAPTER_ROOT / relative, encoder_id, encoder_hash, lm_id, lm_hash)
         model.attach(modality, projector)
     return model
+
+
+def multimodal_for(platform: Platform) -> MultimodalModel:
+    """The platform's multimodal model with its shipped adapters, built once and kept with the platform."""
+    return platform.cached("multimodal", lambda: load_multimodal(platform))

@@ -20,6 +20,8 @@ from typing import Any
 
 import yaml
 
+from polyglm.platform.config import MediaPolicy
+from polyglm.platform.errors import PolyglmError
 from polyglm.platform.paths import resolve_inside
 from polyglm.scenarios.schema import (
     LANGUAGES,
@@ -322,6 +324,13 @@ def _parse_generation(where: _Where, value: Any) -> GenerationConfig:
     )
 
 
+def _parse_media(where: _Where, value: Any) -> MediaPolicy:
+    try:
+        return MediaPolicy.from_dict(value, "scenario.yaml")
+    except PolyglmError as exc:
+        raise where.fail(str(exc).removeprefix("scenario.yaml: ")) from None
+
+
 _REQUIRED = object()
 
 
@@ -347,6 +356,7 @@ _FIELDS: Mapping[str, _Field] = MappingProxyType(
         "eval_set": _Field(_parse_data_file),
         "safety": _Field(_parse_safety),
         "generation": _Field(_parse_generation),
+        "media": _Field(_parse_media, default=None),
     }
 )
 

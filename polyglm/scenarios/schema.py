@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 
+from polyglm.platform.config import MediaPolicy
 from polyglm.platform.errors import PolyglmError
 
 
@@ -125,6 +126,7 @@ class ScenarioPack:
     safety: SafetyConfig  # rules, refused topics, escalation text
     generation: GenerationConfig  # decoding defaults
     sources: tuple[Path, ...] = field(default=())  # YAML files merged to build this pack, base first
+    media: MediaPolicy = field(default_factory=MediaPolicy)  # attachment paths allowed; narrows the profile's
 
     @property
     def tools_file(self) -> Path:

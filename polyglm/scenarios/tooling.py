@@ -104,8 +104,9 @@ def tool(function: Callable | None = None, *, timeout_s: float = DEFAULT_TIMEOUT
     return decorate(function) if function is not None else decorate
 
 
-def planner(fn: Callable) -> Callable:
-    """Mark `fn(message: str, lang: str)` as a pack planner (named in `planners:`).
+def planner(fn: Callable | None = None, *, reads_attachments: bool = False):
+    """Mark `fn(message: str, lang: str)` as a pack planner (named in `planners:`). Use bare
+    (`@planner`) or, for a safety screen, `@planner(reads_attachments=True)`.
 
     It returns a list of `PlannedCall`s, or is a generator that yields them one at a time and is
     sent each call's `ToolCall` back, so a later step can depend on an earlier result (a refund
@@ -115,8 +116,16 @@ def planner(fn: Callable) -> Callable:
     safety-critical or slot-filling calls (red-flag triage, an order id in the message) must not
     depend on whether a small model happens to emit a tool call. The model still sees the results
     and may call further tools itself.
+
+    A planner reads the user's own message only, so text inside a photo or a voice note cannot make it
+    call a tool. Safety screens (red-flag triage) are the exception: with `reads_attachments` they
+    also read the OCR text and transcripts of what the user attached, as data to match, because a
+    voice note describing chest pain must be triaged like the same words typed.
     """
+    if fn is None:
+        return lambda f: planner(f, reads_attachments=reads_attachments)
     setattr(fn, PLANNER_ATTRIBUTE, True)
+    fn.__polyglm_reads_attachments__ = reads_attachments
     return fn
 
 
@@ -415,9 +424,11 @@ def _check_result(spec: ToolSpec, result: Any) -> None:
 
 
 def run_planners(
-    planners: Sequence[Callable], tools: Mapping[str, Callable], message: str, lang: str
+    planners: Sequence[Callable], tools: Mapping[str, Callable], message: str, lang: str, attached_text: str = ""
 ) -> list[tuple[PlannedCall, ToolCall]]:
-    """Every planned call of every planner, run in order, with its reason. A planner's own bug propagates."""
+    """Every planned call of every planner, run in order, with its reason. A planner's own bug propagates.
+
+    `attached_text` (OCR text, transcripts) reaches only planners marked `reads_attachments`."""
     done: list[tuple[PlannedCall, ToolCall]] = []
 
     def run(planned: PlannedCall) -> ToolCall:
@@ -429,7 +440,8 @@ def run_planners(
         return call
 
     for plan in planners:
-        steps = plan(message, lang)
+        reads = getattr(plan, "__polyglm_reads_attachments__", False) and attached_text.strip()
+        steps = plan(f"{message}\n{attached_text}" if reads else message, lang)
         if isinstance(steps, types.GeneratorType):
             try:
                 planned = next(steps)

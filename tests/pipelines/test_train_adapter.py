@@ -214,11 +214,14 @@ def test_image_metrics_score_each_kind_and_the_ocr_path_for_text(monkeypatch, tm
 
 @pytest.mark.slow
 def test_reduced_real_image_adapter_retrain_halves_held_out_loss(offline_platform, tmp_path):
-    """A small from-scratch retrain of the offline image adapter: held-out loss must at least halve."""
-    options = TrainOptions(profile="offline", modality="image", items=100, epochs=3, batch_size=8, lr=2e-3,
+    """A small from-scratch retrain of the offline image adapter: held-out loss must at least halve.
+
+    36 steps in the dtype the hardware runs natively (bf16 with AMX/AVX512-BF16, else fp32). At lr 2e-3
+    fp32 reached only 0.53 of the starting loss in 36 steps, so the rate is 4e-3 (measured fp32 4.23 ->
+    1.35, ratio 0.32, 3.4 s a step on 2 cores held to AVX2: see README, Precision)."""
+    options = TrainOptions(profile="offline", modality="image", items=100, epochs=3, batch_size=8, lr=4e-3,
                            eval_generate=8, out_dir=tmp_path / "image")  # fmt: skip
-    metrics = train_adapter(options)  # its own platform: training casts the LM to bf16
-    # measured with the five image kinds: 4.24 -> 1.73 (ratio 0.41) in 36 steps, 68 s of training on 2 cores
+    metrics = train_adapter(options)  # its own platform, dtype from precision.choose_dtype("training")
     assert metrics["held_out_loss_after"] <= 0.5 * metrics["held_out_loss_before"], metrics
 
 

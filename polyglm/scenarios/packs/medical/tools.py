@@ -386,7 +386,7 @@ def _stated_hours(text: str) -> float | None:
     return amount * next(hours for prefix, hours in _HOURS_PER.items() if unit.startswith(prefix))
 
 
-@planner
+@planner(reads_attachments=True)
 def screen_red_flags(message: str, lang: str) -> list[PlannedCall]:
     """Run triage on every message that mentions a symptom, so escalation never waits for the model."""
     text = unicodedata.normalize("NFKC", message).lower()
@@ -400,7 +400,7 @@ def screen_red_flags(message: str, lang: str) -> list[PlannedCall]:
     return [PlannedCall("triage", arguments, "; ".join(["the message describes symptoms", *notes]))]
 
 
-@planner
+@planner(reads_attachments=True)
 def screen_drug_pairs(message: str, lang: str) -> list[PlannedCall]:
     """Look up interactions whenever a message names two or more medicines (or alcohol, grapefruit)."""
     text = unicodedata.normalize("NFKC", message).lower()
