@@ -6,6 +6,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from polyglm.pipelines.attachments import has_media, read_attachments, user_content
+from polyglm.platform.config import MediaPolicy
 from polyglm.platform.engine import GenerationOptions, stream_tokens
 from polyglm.platform.errors import InputError
 from polyglm.platform.loader import Platform
@@ -31,13 +32,15 @@ def stream_reply(
     options: GenerationOptions | None = None,
     images: Sequence[Any] = (),
     audio: Sequence[Any] = (),
+    policy: MediaPolicy | None = None,
 ) -> Iterator[str]:
     """Yield the reply as text pieces as soon as they decode cleanly. `images` (PIL) and `audio` (16 kHz
-    arrays) attach to the last user message: through the profile's adapters, plus OCR text and transcripts."""
+    arrays) attach to the last user message: through the profile's adapters, plus OCR text and transcripts
+    (`policy` may switch paths off, never on beyond the profile's)."""
     messages = validate_messages(messages)
     if images or audio:
         text = messages[-1]["content"]
-        read = read_attachments(platform, images, audio)
+        read = read_attachments(platform, images, audio, policy)
         messages[-1] = {"role": "user", "content": user_content(text, read, language_of(text))}
     yield from decoded(platform.lm.tokenizer, _reply_tokens(platform, messages, options or GenerationOptions()))
 
@@ -75,5 +78,6 @@ def reply(
     options: GenerationOptions | None = None,
     images: Sequence[Any] = (),
     audio: Sequence[Any] = (),
+    policy: MediaPolicy | None = None,
 ) -> str:
-    return "".join(stream_reply(platform, messages, options, images, audio))
+    return "".join(stream_reply(platform, messages, options, images, audio, policy))

@@ -363,3 +363,24 @@ def test_handoff_numbers_tickets_in_the_state_folder(shop, isolated_cache):
     queue = (isolated_cache / "scenario_state" / "customer_service" / "handoffs.jsonl").read_text(encoding="utf-8")
     assert "电池鼓包" in queue
     assert "summary must be" in call_tool(shop["handoff_to_human"], {"summary": " ", "urgency": "low"}).error
+
+
+def test_only_safety_screens_read_attached_text():
+    """OCR text or a transcript reaches a planner marked reads_attachments, never an ordinary one: text in
+    a photo must not be able to make the order planner look up an order."""
+    from polyglm.scenarios.tooling import planner, run_planners
+
+    seen: dict[str, str] = {}
+
+    @planner
+    def ordinary(message: str, lang: str) -> list:
+        seen["ordinary"] = message
+        return []
+
+    @planner(reads_attachments=True)
+    def screen(message: str, lang: str) -> list:
+        seen["screen"] = message
+        return []
+
+    assert run_planners([ordinary, screen], {}, "see attached", "en", attached_text="order A-1; chest pain") == []
+    assert seen == {"ordinary": "see attached", "screen": "see attached\norder A-1; chest pain"}
