@@ -104,7 +104,8 @@ def bench_training(mm: MultimodalModel, audio: list) -> None:
     cached = timed(lambda: [step(features) for _ in range(steps)])
     encoding = timed(lambda: [step(mm.encoder_features_audio(audio[:8])) for _ in range(steps)])
     rate_cached, rate_encoding = steps * 8 / cached, steps * 8 / encoding
-    print(f"training: {rate_cached:.2f} samples/s with cached features vs {rate_encoding:.2f} re-encoding "
+    dtype = str(mm.lm.model.dtype).removeprefix("torch.")  # precision.choose_dtype("training") on this machine
+    print(f"training ({dtype} LM): {rate_cached:.2f} samples/s with cached features vs {rate_encoding:.2f} re-encoding "
           f"-> {rate_cached / rate_encoding:.1f}x")  # fmt: skip
 
 
