@@ -46,7 +46,7 @@ from polyglm.platform.config import Settings
 from polyglm.platform.errors import PolyglmError
 from polyglm.platform.fusion import IGNORE_INDEX
 from polyglm.platform.loader import Platform, load_platform
-from polyglm.platform.multimodal import part_identity
+from polyglm.platform.multimodal import drop_media_lora, part_identity
 from polyglm.platform.precision import AUTO, DTYPES
 from polyglm.platform.trainer import Trainable, TrainerOptions
 from polyglm.scenarios.loader import load_pack, read_jsonl
@@ -474,6 +474,7 @@ def load_finetuned(platform: Platform, scenario: str, adapter: Path | None = Non
     if manifest.get("scenario") != scenario:
         raise FinetuneError(f"adapter {folder} was trained for scenario {manifest.get('scenario')!r}, not {scenario!r}")
     check_lm(manifest, platform, Path(folder))
+    drop_media_lora(platform)  # one LoRA on the LM at a time: media turns fall back to stage-1 projectors
     lm = platform.lm
     base = lm.model.unload() if isinstance(lm.model, PeftModel) else lm.model
     with _quiet_peft():

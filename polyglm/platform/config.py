@@ -94,6 +94,7 @@ class Profile:
     gpu_dtype: str = "auto"  # inference dtype on CUDA: auto (precision.choose_dtype), bfloat16 or float32
     cpu_dtype: str = "auto"  # inference dtype on CPU: auto (float32 unless a job measured bf16 safe), or forced
     media: MediaPolicy = field(default_factory=MediaPolicy)  # how attachments reach the LM (features, OCR, transcript)
+    stage2: str = ""  # stage-2 folder (projectors + LoRA for media turns) relative to adapters/; "" = none
 
     def part(self, role: str) -> PartSpec:
         try:
@@ -142,6 +143,7 @@ def _profile_from_dict(name: str, raw: object, path: Path) -> Profile:
         gpu_dtype=str(raw.get("gpu_dtype", "auto")),
         cpu_dtype=str(raw.get("cpu_dtype", "auto")),
         media=MediaPolicy.from_dict(raw.get("media"), path),
+        stage2=str(raw.get("stage2") or ""),
     )
 
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import threading
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -70,6 +72,8 @@ class MultimodalModel:
     platform: Platform
     projectors: dict[str, Any] = field(default_factory=dict)  # modality -> projector module
     placeholder_ids: dict[str, int] = field(default_factory=dict)
+    media_lora: Any = None  # stage-2 LoRA (a PeftModel over the platform's LM), active only for media turns
+    _lora_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def __post_init__(self) -> None:
         self.placeholder_ids = ensure_placeholder_tokens(self.platform.lm.tokenizer)
@@ -142,33 +146,93 @@ class MultimodalModel:
         return self.projectors[modality]
 
     def stream(self, messages: Sequence[dict], options: GenerationOptions | None = None) -> Iterator[int]:
-        """Token ids of the reply to messages whose contents may hold MediaFeatures."""
+        """Token ids of the reply to messages whose contents may hold MediaFeatures; the stage-2 LoRA
+        (when loaded) is switched on for exactly this generation."""
         batch = build_batch(self.lm, [messages], self.placeholder_ids)
         device = self.platform.device
-        return stream_tokens(
-            self.lm.model,
-            prompt_ids=None,
-            stop_ids=self.lm.stop_token_ids,
-            options=options or GenerationOptions(),
-            inputs_embeds=batch.inputs_embeds.to(device=device, dtype=self.lm.model.dtype),
-            attention_mask=batch.attention_mask.to(device),
-        )
+        with self.media_lora_on():
+            yield from stream_tokens(
+                self.lm.model,
+                prompt_ids=None,
+                stop_ids=self.lm.stop_token_ids,
+                options=options or GenerationOptions(),
+                inputs_embeds=batch.inputs_embeds.to(device=device, dtype=self.lm.model.dtype),
+                attention_mask=batch.attention_mask.to(device),
+            )
+
+    @contextmanager
+    def media_lora_on(self) -> Iterator[None]:
+        """Stage-2 LoRA layers active inside, off outside: text-only turns keep the base LM's answers.
+        One media generation at a time, since the switch is on shared modules."""
+        if self.media_lora is None:
+            yield
+            return
+        with self._lora_lock:
+            self.media_lora.base_model.enable_adapter_layers()
+            try:
+                yield
+            finally:
+                self.media_lora.base_model.disable_adapter_layers()
 
     def generate_text(self, messages: Sequence[dict], options: GenerationOptions | None = None) -> str:
         return self.lm.tokenizer.decode(list(self.stream(messages, options)), skip_special_tokens=True)
 
 
 def load_multimodal(platform: Platform, modalities: Sequence[str] | None = None) -> MultimodalModel:
-    """A MultimodalModel with the profile's shipped adapters attached (pairing checked)."""
+    """A MultimodalModel with the profile's shipped adapters attached (pairing checked).
+
+    Where the profile names a `stage2:` folder, its projectors replace the stage-1 ones and its LoRA is
+    applied to the LM for media turns, unless a scenario LoRA is already on the LM (then stage 1 only)."""
     model = MultimodalModel(platform)
     lm_id, lm_hash = part_identity(platform, "language_model")
+    stage2 = stage2_folder(platform)
     for modality, relative in platform.profile.adapters.items():
         if modalities is not None and modality not in modalities:
             continue
+        folder = stage2 / modality if stage2 and (stage2 / modality).is_dir() else ADAPTER_ROOT / relative
         encoder_id, encoder_hash = part_identity(platform, MODALITY_ROLE[modality])
-        projector, _ = load_adapter(ADAPTER_ROOT / relative, encoder_id, encoder_hash, lm_id, lm_hash)
+        projector, _ = load_adapter(folder, encoder_id, encoder_hash, lm_id, lm_hash)
         model.attach(modality, projector)
+    if stage2:
+        model.media_lora = apply_media_lora(platform, stage2, lm_id, lm_hash)
     return model
+
+
+STAGE2_MANIFEST = "stage2.json"
+
+
+def stage2_folder(platform: Platform) -> Path | None:
+    """The profile's shipped stage-2 folder when it holds a stage-2 run and no scenario LoRA is applied."""
+    from peft import PeftModel
+
+    relative = platform.profile.stage2
+    folder = ADAPTER_ROOT / relative if relative else None
+    if folder is None or not (folder / STAGE2_MANIFEST).is_file() or isinstance(platform.lm.model, PeftModel):
+        return None
+    return folder
+
+
+def apply_media_lora(platform: Platform, folder: Path, lm_id: str, lm_hash: str):
+    """The stage-2 LoRA injected into the platform's LM, switched off until a media turn switches it on."""
+    from peft import PeftModel
+
+    manifest = json.loads((folder / STAGE2_MANIFEST).read_text())
+    if (manifest.get("lm_id"), manifest.get("lm_hash")) != (lm_id, lm_hash):
+        raise AdapterError(
+            f"stage-2 adapter {folder} was trained on {manifest.get('lm_id')} (weights {manifest.get('lm_hash')}), "
+            f"not {lm_id} (weights {lm_hash}); retrain it with `polyglm train-adapter --stage 2`"
+        )
+    lora = PeftModel.from_pretrained(platform.lm.model, folder / manifest["lora"]["folder"], is_trainable=False)
+    lora.base_model.disable_adapter_layers()
+    return lora.eval()
+
+
+def drop_media_lora(platform: Platform) -> None:
+    """Take the stage-2 LoRA back out of the LM (before a scenario LoRA goes on); media turns then use stage 1."""
+    derived = platform._parts.get("derived", {})
+    model = derived.pop("multimodal", None)
+    if model is not None and model.media_lora is not None:
+        model.media_lora.unload()
 
 
 def multimodal_for(platform: Platform) -> MultimodalModel:

@@ -1,0 +1,72 @@
+"""Stage 2 at inference on the tiny profile: its projectors are used, its LoRA is on for media turns only."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pytest
+import torch
+
+from polyglm.platform.adapters import AdapterError
+from polyglm.platform.loader import load_platform
+from polyglm.platform.multimodal import drop_media_lora, load_multimodal, multimodal_for
+
+
+@pytest.fixture(scope="module")
+def stage2_run(tiny_platform, tmp_path_factory):
+    from polyglm.pipelines.train_adapter import Stage2Options, TrainOptions, train_adapter, train_stage2
+
+    root = tmp_path_factory.mktemp("stage2")
+    for modality in ("audio", "image"):
+        train_adapter(TrainOptions(profile="tiny", modality=modality, items=20, epochs=1, batch_size=4, lr=5e-3,
+                                   lm_dtype="float32", eval_generate=0, out_dir=root / modality),
+                      platform=tiny_platform)  # fmt: skip
+    options = Stage2Options(profile="tiny", adapters=(root / "audio", root / "image"), items=20, batch_size=4,
+                            lr=5e-3, lm_dtype="float32", out_dir=root / "stage2")  # fmt: skip
+    train_stage2(options, platform=tiny_platform)
+    return root
+
+
+def _platform_with(tiny_platform, root, stage2: str):
+    platform = load_platform("tiny", device="cpu", settings=tiny_platform.settings)
+    # absolute folders: ADAPTER_ROOT / "/abs/path" is the absolute path
+    adapters = {"audio": str(root / "audio"), "image": str(root / "image")}
+    platform.profile = dataclasses.replace(platform.profile, adapters=adapters, stage2=stage2)
+    return platform
+
+
+def _logits(platform) -> torch.Tensor:
+    with torch.no_grad():
+        return platform.lm.model(input_ids=torch.tensor([[5, 6, 7, 8]])).logits
+
+
+def test_stage2_lora_is_on_for_media_turns_and_off_for_text(tiny_platform, stage2_run):
+    platform = _platform_with(tiny_platform, stage2_run, str(stage2_run / "stage2"))
+    base = _logits(platform)
+    mm = multimodal_for(platform)
+    assert mm.media_lora is not None
+    from safetensors.torch import load_file
+
+    # the stage-2 projector is the one in use, not stage 1's
+    stage2_weights = load_file(stage2_run / "stage2" / "image" / "adapter.safetensors")
+    used = mm.projectors["image"].state_dict()
+    assert all(torch.equal(used[k], stage2_weights[k]) for k in stage2_weights)
+    assert torch.equal(_logits(platform), base)  # text-only turns: the base LM's answers
+    with mm.media_lora_on():
+        assert not torch.allclose(_logits(platform), base)
+    assert torch.equal(_logits(platform), base)
+    drop_media_lora(platform)  # before a scenario LoRA goes on
+    assert torch.equal(_logits(platform), base) and not any("lora" in n for n, _ in platform.lm.model.named_modules())
+
+
+def test_stage2_for_another_lm_is_refused(tiny_platform, stage2_run, tmp_path):
+    import shutil
+
+    other = tmp_path / "stage2"
+    shutil.copytree(stage2_run / "stage2", other)
+    manifest = json.loads((other / "stage2.json").read_text())
+    (other / "stage2.json").write_text(json.dumps({**manifest, "lm_hash": "0123456789abcdef"}))
+    platform = _platform_with(tiny_platform, stage2_run, str(other))
+    with pytest.raises(AdapterError, match=r"trained on prepared:tiny-glm \(weights 0123456789abcdef\)"):
+        load_multimodal(platform)
