@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from polyglm.platform.config import MediaPolicy
@@ -53,6 +54,25 @@ def fenced_block(notice: dict[str, str], label: str, texts: Sequence[str], lang:
         for number, text in enumerate(texts, start=1)
     ]
     return "\n\n".join([notice.get(lang, notice["en"]), *blocks]) if blocks else ""
+
+
+def decode_uploads(uploads: Sequence[tuple[str, bytes]]) -> tuple[list, list]:
+    """(images, clips) from uploaded (file name, bytes), sorted by extension, with media.py's checks
+    (size caps before anything is written, decompression bombs, lying extensions): clear errors."""
+    from polyglm.platform.errors import InputError
+    from polyglm.platform.media import AUDIO_EXTENSIONS, IMAGE_EXTENSIONS, load_audio, load_image
+
+    images, clips = [], []
+    for name, data in uploads:
+        suffix = Path(name).suffix.lower()
+        if suffix in IMAGE_EXTENSIONS:
+            images.append(load_image(data, name=name))
+        elif suffix in AUDIO_EXTENSIONS:
+            clips.append(load_audio(data, name=name))
+        else:
+            known = ", ".join(sorted({*IMAGE_EXTENSIONS, *AUDIO_EXTENSIONS}))
+            raise InputError(f"{name}: not an image or a voice note polyglm reads; attach one of {known}")
+    return images, clips
 
 
 def adapter_modalities(platform: Platform) -> set[str]:

@@ -1,16 +1,19 @@
-"""Plain chat with the profile's language model; replies stream token by token."""
+"""Chat with the profile's language model; attached images and voice notes go through its adapters."""
 
 from __future__ import annotations
 
 import streamlit as st
 
+from polyglm.pipelines.attachments import decode_uploads
 from polyglm.pipelines.chat import stream_reply
 from polyglm.platform.engine import GenerationOptions
 from polyglm.platform.errors import PolyglmError
+from polyglm.platform.media import AUDIO_EXTENSIONS, IMAGE_EXTENSIONS
 from polyglm.ui import PageSpec
 from polyglm.ui.state import current_platform, show_error
 
 HISTORY_KEY = "chat_history"
+ATTACHABLE = sorted(ext.lstrip(".") for ext in {*IMAGE_EXTENSIONS, *AUDIO_EXTENSIONS})
 
 
 def _options() -> GenerationOptions:
@@ -29,18 +32,26 @@ def render() -> None:
     for message in history:
         with st.chat_message(message["role"]):
             st.markdown(message["content"])
-    prompt = st.chat_input("Ask something")
-    if not prompt:
+    submitted = st.chat_input("Ask something; attach images or voice notes", accept_file="multiple",
+                              file_type=ATTACHABLE)  # fmt: skip
+    if not submitted or not submitted.text.strip():
+        if submitted and submitted.files:
+            st.warning("Write a question to go with the attachment.")
         return
+    prompt, uploads = submitted.text, [(f.name, f.getvalue()) for f in submitted.files]
     history.append({"role": "user", "content": prompt})
     with st.chat_message("user"):
         st.markdown(prompt)
+        for name, _ in uploads:
+            st.caption(f":material/attach_file: {name}")
     with st.chat_message("assistant"):
         try:
-            with st.spinner("Loading the language model…"):
+            with st.spinner("Loading the models…"):
                 platform = current_platform()
                 platform.lm  # noqa: B018 - first use loads it; show the spinner for that, not for replies
-            answer = st.write_stream(stream_reply(platform, history, options))
+                images, audio = decode_uploads(uploads)
+            # Attachments belong to this turn only: history keeps the text of every turn.
+            answer = st.write_stream(stream_reply(platform, history, options, images, audio))
         except PolyglmError as exc:
             history.pop()
             show_error(exc)

@@ -56,3 +56,46 @@ def test_missing_weights_are_explained_not_crashed(profile):
     at.chat_input[0].set_value("hello").run()
     assert not at.exception
     assert "hf download THUDM/glm-4-9b-chat-hf" in at.error[0].value
+
+
+def _png_with_text(text: str) -> bytes:
+    import io
+
+    from PIL import Image, ImageDraw, ImageFont
+
+    from polyglm.pipelines.adapter_data import font_path
+
+    image = Image.new("RGB", (360, 120), "white")
+    ImageDraw.Draw(image).text(
+        (20, 35), text, fill="black", font=ImageFont.truetype(str(font_path("DejaVuSans.ttf")), 36)
+    )
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def test_chat_reads_an_attached_image_through_the_pipeline(tiny_platform, monkeypatch):
+    import polyglm.pipelines.chat as chat
+
+    seen = []
+    real = chat.read_attachments
+
+    def spy(platform, images, audio, policy=None):
+        seen.append(real(platform, images, audio, policy))
+        return seen[-1]
+
+    monkeypatch.setattr(chat, "read_attachments", spy)
+    at = _app()
+    at.chat_input[0].upload("sign.png", _png_with_text("OPEN LATE"), "image/png").set_value("What does it say?")
+    at.run()
+    assert not at.exception and not at.error, at.error
+    assert len(seen) == 1 and seen[0].ocr[0].replace(" ", "").upper() == "OPENLATE"
+    assert seen[0].notes == ["profile 'tiny' has no trained image adapter: text only"]
+    assert [m.name for m in at.chat_message] == ["user", "assistant"] and "sign.png" in at.caption[0].value
+
+
+def test_a_corrupt_upload_is_one_clear_error(tiny_platform):
+    at = _app()
+    at.chat_input[0].upload("photo.png", b"\x89PNG\r\n\x1a\n not really", "image/png").set_value("What is this?").run()
+    assert not at.exception
+    assert "photo.png" in at.error[0].value
