@@ -131,7 +131,7 @@ def cmd_chat(args: argparse.Namespace) -> int:
         messages = [{"role": "user", "content": args.message}]
         media = _attachments(args)
         if args.json:
-            answer = reply(platform, messages, options, *media)
+            answer = reply(platform, messages, options, images=media[0], audio=media[1])
             print(json.dumps({"profile": args.profile, "answer": answer}, ensure_ascii=False))
         else:
             for piece in stream_reply(platform, messages, options, *media):

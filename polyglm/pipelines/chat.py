@@ -72,12 +72,6 @@ def language_of(text: str) -> str:
     return "zh" if any("\u4e00" <= ch <= "\u9fff" for ch in text) else "en"
 
 
-def reply(
-    platform: Platform,
-    messages: list[dict],
-    options: GenerationOptions | None = None,
-    images: Sequence[Any] = (),
-    audio: Sequence[Any] = (),
-    policy: MediaPolicy | None = None,
-) -> str:
-    return "".join(stream_reply(platform, messages, options, images, audio, policy))
+def reply(platform: Platform, messages: list[dict], options: GenerationOptions | None = None, **attached) -> str:
+    """The whole reply; `attached` takes stream_reply's images, audio and policy."""
+    return "".join(stream_reply(platform, messages, options, **attached))
