@@ -174,6 +174,16 @@ def make_shape_items(out_dir: Path, count: int, seed: int) -> Iterator[Item]:
         yield Item(index, name, shape_caption(colour, shape, n), {"colour": colour, "shape": shape, "count": n})
 
 
+def fresh_shapes(count: int, seed: int = 31337) -> list[tuple[str, str, object]]:
+    """(colour, shape, image) drawings from other seeds than training's, for questions at inference."""
+    rng = random.Random(seed)
+    out = []
+    for index in range(count):
+        colour, shape, n = rng.choice(list(COLOURS)), rng.choice(SHAPES), rng.choice(list(COUNTS))
+        out.append((colour, shape, shapes_image(random.Random(1000 + index), colour, shape, n)))
+    return out
+
+
 def augment_photo(rng: random.Random, image):
     from PIL import ImageOps
 
