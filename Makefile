@@ -18,7 +18,7 @@ run: install prepare
 
 test: install prepare
 	$(BIN)/ruff check polyglm tests bench streamlit_app.py
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=10
 
 install: $(STAMP) system-deps
 
