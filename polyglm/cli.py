@@ -83,7 +83,7 @@ def cmd_models_list(args: argparse.Namespace) -> int:
         for part in status.parts:
             size = f"{part.bytes / 1e6:8.1f} MB" if part.present else "   missing"
             print(f"  {part.role:15s} {size}  {part.source}  [{part.licence}]")
-        for adapter in status.adapters:
+        for adapter in [*status.adapters, *([status.stage2] if status.stage2 else [])]:
             print(f"  adapter {adapter.modality}: {adapter.path} {adapter.metrics if adapter.present else '(missing)'}")
     return 0
 

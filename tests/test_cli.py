@@ -20,6 +20,11 @@ def test_models_list_json_shows_every_profile_with_parts_sizes_licences(tiny_pla
     assert tiny["ready"] is True
     assert {p["role"] for p in tiny["parts"]} == {"language_model", "vision", "speech", "embedding", "ocr"}
     assert all(p["bytes"] > 0 and p["licence"] for p in tiny["parts"])
+    stage2 = profiles["offline"]["stage2"]  # shipped in the repo, listed without loading anything
+    assert (
+        stage2["present"]
+        and stage2["metrics"]["held_out_loss_image_after"] < stage2["metrics"]["held_out_loss_image_before"]
+    )
     missing = [p for p in profiles["glm4-9b"]["parts"] if not p["present"]]
     assert all("glm4-9b" in p["problem"] for p in missing)
 

@@ -42,6 +42,7 @@ class ProfileStatus:
     parts: list[PartStatus]
     adapters: list[AdapterStatus]
     compute: dict  # device, detected bf16 support, inference/training dtype and why (precision.capability_summary)
+    stage2: AdapterStatus | None  # the stage-2 projectors + LoRA for media turns, when the profile names one
 
     @property
     def ready(self) -> bool:
@@ -80,7 +81,15 @@ def profile_status(name: str, settings: Settings | None = None) -> ProfileStatus
         parts=[part_status(profile, role, settings) for role in profile.parts],
         adapters=[adapter_status(m, rel) for m, rel in profile.adapters.items()],
         compute=compute_status(profile),
+        stage2=stage2_status(profile.stage2) if profile.stage2 else None,
     )
+
+
+def stage2_status(relative: str) -> AdapterStatus:
+    path = ADAPTER_ROOT / relative
+    manifest = path / "stage2.json"
+    metrics = json.loads(manifest.read_text()).get("metrics", {}) if manifest.is_file() else {}
+    return AdapterStatus("image+audio (stage 2)", str(path), manifest.is_file(), metrics)
 
 
 def compute_status(profile: Profile) -> dict:
