@@ -193,8 +193,8 @@ def load_multimodal(platform: Platform, modalities: Sequence[str] | None = None)
         encoder_id, encoder_hash = part_identity(platform, MODALITY_ROLE[modality])
         projector, _ = load_adapter(folder, encoder_id, encoder_hash, lm_id, lm_hash)
         model.attach(modality, projector)
-    if stage2:
-        model.media_lora = apply_media_lora(platform, stage2, lm_id, lm_hash)
+    if stage2:  # once per platform: a second injection would stack a second LoRA on the same layers
+        model.media_lora = platform.cached("media_lora", lambda: apply_media_lora(platform, stage2, lm_id, lm_hash))
     return model
 
 
@@ -230,9 +230,10 @@ def apply_media_lora(platform: Platform, folder: Path, lm_id: str, lm_hash: str)
 def drop_media_lora(platform: Platform) -> None:
     """Take the stage-2 LoRA back out of the LM (before a scenario LoRA goes on); media turns then use stage 1."""
     derived = platform._parts.get("derived", {})
-    model = derived.pop("multimodal", None)
-    if model is not None and model.media_lora is not None:
-        model.media_lora.unload()
+    derived.pop("multimodal", None)
+    lora = derived.pop("media_lora", None)
+    if lora is not None:
+        lora.unload()
 
 
 def multimodal_for(platform: Platform) -> MultimodalModel:

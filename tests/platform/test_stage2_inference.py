@@ -70,3 +70,12 @@ def test_stage2_for_another_lm_is_refused(tiny_platform, stage2_run, tmp_path):
     platform = _platform_with(tiny_platform, stage2_run, str(other))
     with pytest.raises(AdapterError, match=r"trained on prepared:tiny-glm \(weights 0123456789abcdef\)"):
         load_multimodal(platform)
+
+
+def test_loading_the_multimodal_model_twice_injects_the_lora_once(tiny_platform, stage2_run):
+    platform = _platform_with(tiny_platform, stage2_run, str(stage2_run / "stage2"))
+    first, second = load_multimodal(platform), load_multimodal(platform)
+    assert first.media_lora is second.media_lora
+    lora_layers = [n for n, _ in platform.lm.model.named_modules() if n.endswith("lora_A")]
+    assert lora_layers and all(len(dict(m.named_children())) == 1 for n, m in platform.lm.model.named_modules()
+                               if n.endswith("lora_A"))  # fmt: skip
