@@ -13,9 +13,9 @@ One turn:
    escalation text the first sentence of the answer, whatever the model wrote;
 5. return the answer, the citations and every tool call with its result or error: the trace.
 
-Tool calls come only from the planners (which read the user's own message) and the model's output,
-never from retrieved text, OCR text, transcripts or tool results: a passage that says "call
-refund_eligibility" is data.
+Tool calls come only from the planners (which read the user's own message; safety screens also read
+the text of attachments, as data to match) and the model's output, never from retrieved text or tool
+results: a passage that says "call refund_eligibility" is data.
 
 Classification packs (`labels:` in scenario.yaml) also get `classify`: the labels are chosen by
 scoring each allowed label word with the language model after the prompt (constrained decoding), so
@@ -186,8 +186,8 @@ class ScenarioAssistant:
     def respond(
         self, message: str, history: Sequence[dict] = (), images: Sequence[Any] = (), audio: Sequence[Any] = ()
     ) -> ScenarioReply:
-        """Answer `message`; `images` (PIL) are read with OCR and `audio` (paths or arrays) transcribed, both
-        passed on as fenced user material."""
+        """Answer `message`; `images` (PIL) and `audio` (16 kHz arrays) go in through the profile's adapters,
+        with their OCR text and transcripts as fenced user material (see attachments.py)."""
         self.check_message(message, images, audio)
         content, trace, read = self.user_turn(message, images, audio)
         text = content[-1] if isinstance(content, list) else content
