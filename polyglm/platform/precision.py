@@ -137,7 +137,7 @@ def choose_dtype(job: str, requested: str | None = None, hardware: Hardware | No
         return DtypeChoice("float32", "bf16 is not native here")
     if hardware.is_cuda or BF16_WHEN_NATIVE[job]:
         return DtypeChoice("bfloat16", "bf16 is native here")
-    return DtypeChoice("float32", f"{job} keeps float32 on CPUs for quality")
+    return DtypeChoice("float32", f"{job} keeps float32 on CPUs until bf16 quality is measured")
 
 
 def capability_summary(device: str = "cpu", inference: str | None = None, training: str | None = None) -> dict:
