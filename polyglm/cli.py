@@ -246,6 +246,14 @@ def cmd_app(args: argparse.Namespace) -> int:
     os.execv(sys.executable, command)
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    from polyglm.serve import ServeOptions, serve
+
+    media_root = Path(args.media_root) if args.media_root else None
+    serve(ServeOptions(profile=args.profile, api_key=args.api_key, media_root=media_root), args.host, args.port)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="polyglm", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -351,6 +359,18 @@ def build_parser() -> argparse.ArgumentParser:
     app.add_argument("--port", type=int, default=8501)
     app.add_argument("--address", default="0.0.0.0", help="interface to listen on (127.0.0.1 for local only)")
     app.set_defaults(handler=cmd_app)
+
+    serve = commands.add_parser(
+        "serve", help="OpenAI-compatible API: /v1/models, /v1/chat/completions (images, audio, streaming)",
+        epilog="example: polyglm serve --port 8000 --api-key s3cret; then openai.OpenAI(base_url="
+        "'http://127.0.0.1:8000/v1', api_key='s3cret').chat.completions.create(model='polyglm', messages=[...])",
+    )  # fmt: skip
+    _profile_arg(serve)
+    serve.add_argument("--host", default="127.0.0.1", help="interface to listen on (default: this machine only)")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--api-key", help="require `Authorization: Bearer KEY` on every request")
+    serve.add_argument("--media-root", help="allow image_url/local paths under this folder (default: data: URLs only)")
+    serve.set_defaults(handler=cmd_serve)
     return parser
 
 

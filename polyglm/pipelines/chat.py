@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from polyglm.pipelines.attachments import has_media, read_attachments, user_content
+from polyglm.pipelines.attachments import ReadAttachments, has_media, read_attachments, user_content
 from polyglm.platform.config import MediaPolicy
 from polyglm.platform.engine import GenerationOptions, stream_tokens
 from polyglm.platform.errors import InputError
@@ -26,6 +26,30 @@ def validate_messages(messages: list[dict]) -> list[dict]:
     return [{"role": m["role"], "content": str(m["content"])} for m in messages]
 
 
+def prepare_turn(
+    platform: Platform,
+    messages: list[dict],
+    images: Sequence[Any] = (),
+    audio: Sequence[Any] = (),
+    policy: MediaPolicy | None = None,
+) -> tuple[list[dict], ReadAttachments]:
+    """Validated messages with `images` (PIL) and `audio` (16 kHz arrays) attached to the last user message:
+    adapter features plus fenced OCR text and transcripts (`policy` may switch paths off). Also returns
+    what was read, for callers that show it (the API's extension field)."""
+    messages = validate_messages(messages)
+    read = ReadAttachments()
+    if images or audio:
+        text = messages[-1]["content"]
+        read = read_attachments(platform, images, audio, policy)
+        messages[-1] = {"role": "user", "content": user_content(text, read, language_of(text))}
+    return messages, read
+
+
+def stream_prepared(platform: Platform, messages: list[dict], options: GenerationOptions | None = None):
+    """The reply to prepared messages as text pieces, each yielded as soon as it decodes cleanly."""
+    yield from decoded(platform.lm.tokenizer, _reply_tokens(platform, messages, options or GenerationOptions()))
+
+
 def stream_reply(
     platform: Platform,
     messages: list[dict],
@@ -34,15 +58,9 @@ def stream_reply(
     audio: Sequence[Any] = (),
     policy: MediaPolicy | None = None,
 ) -> Iterator[str]:
-    """Yield the reply as text pieces as soon as they decode cleanly. `images` (PIL) and `audio` (16 kHz
-    arrays) attach to the last user message: through the profile's adapters, plus OCR text and transcripts
-    (`policy` may switch paths off, never on beyond the profile's)."""
-    messages = validate_messages(messages)
-    if images or audio:
-        text = messages[-1]["content"]
-        read = read_attachments(platform, images, audio, policy)
-        messages[-1] = {"role": "user", "content": user_content(text, read, language_of(text))}
-    yield from decoded(platform.lm.tokenizer, _reply_tokens(platform, messages, options or GenerationOptions()))
+    """Yield the reply as text pieces; attachments as in `prepare_turn`."""
+    prepared, _ = prepare_turn(platform, messages, images, audio, policy)
+    yield from stream_prepared(platform, prepared, options)
 
 
 def _reply_tokens(platform: Platform, messages: list[dict], options: GenerationOptions) -> Iterator[int]:

@@ -1,0 +1,320 @@
+"""`polyglm serve`: an OpenAI-compatible HTTP API, thin over the chat and scenario pipelines.
+
+`POST /v1/chat/completions` takes OpenAI chat messages whose content is a string or a list of parts:
+`text`, `image_url` (a `data:` URL, or a local path under `--media-root`) and `input_audio`
+(base64 + format). Images and voice notes attached to the last user message go through the same
+`prepare_turn` as the CLI and the app (adapter features, OCR text, transcript). `model` is
+`polyglm` (the plain assistant) or `polyglm:<pack>` (a scenario assistant). `stream: true` answers
+with server-sent events. Beyond OpenAI's fields, each response has a `polyglm` object: what was
+read from the attachments and, for a pack, its citations, tool calls and whether it escalated.
+
+One model worker: requests take a lock around model work, so concurrent requests queue instead of
+loading a second copy or interleaving generations on shared modules.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, StreamingResponse
+from starlette.concurrency import run_in_threadpool
+
+from polyglm.platform.config import DEFAULT_PROFILE
+from polyglm.platform.errors import InputError, PolyglmError
+
+PLAIN_MODEL = "polyglm"
+
+
+@dataclass(frozen=True)
+class ServeOptions:
+    profile: str = DEFAULT_PROFILE  # model profile the API serves
+    api_key: str | None = None  # when set, requests need `Authorization: Bearer <key>`
+    media_root: Path | None = None  # local image/audio paths are read only under this folder; None: data: URLs only
+    max_request_bytes: int = 64_000_000  # larger request bodies get 413 before they are read
+    default_max_tokens: int = 256  # reply cap when a request gives none
+
+
+class ApiError(Exception):
+    """An HTTP error in OpenAI's error format."""
+
+    def __init__(self, status: int, message: str, kind: str = "invalid_request_error", code: str | None = None):
+        super().__init__(message)
+        self.status, self.kind, self.code = status, kind, code
+
+    def body(self) -> dict:
+        return {"error": {"message": str(self), "type": self.kind, "param": None, "code": self.code}}
+
+
+# --------------------------------------------------------------------- request -> pipeline inputs
+
+
+def decode_data_url(url: str, what: str) -> bytes:
+    header, _, payload = url.partition(",")
+    if not header.startswith("data:") or ";base64" not in header:
+        raise InputError(f"{what}: a data: URL must be base64 (data:<mime>;base64,<data>)")
+    try:
+        return base64.b64decode(payload, validate=True)
+    except (binascii.Error, ValueError):
+        raise InputError(f"{what}: the base64 data cannot be decoded; send the file's bytes base64-encoded") from None
+
+
+def local_file(path: str, root: Path | None, what: str) -> bytes:
+    from polyglm.platform.paths import resolve_inside
+
+    if root is None:
+        raise InputError(f"{what}: only data: URLs are accepted (start the server with --media-root to allow paths)")
+    resolved = resolve_inside(root, path.removeprefix("file://"))
+    if resolved is None or not resolved.is_file():
+        raise InputError(f"{what}: {path!r} is not a file under the allowed media root")
+    return resolved.read_bytes()
+
+
+def split_parts(content: Any, root: Path | None, index: int) -> tuple[str, list[tuple[str, bytes]]]:
+    """(text, [(file name, bytes)]) of one message's content."""
+    if isinstance(content, str):
+        return content, []
+    if not isinstance(content, list):
+        raise InputError(f"messages[{index}].content must be a string or a list of content parts")
+    texts, files = [], []
+    for number, part in enumerate(content):
+        where, kind = f"messages[{index}].content[{number}]", part.get("type") if isinstance(part, dict) else None
+        if kind == "text":
+            texts.append(str(part.get("text", "")))
+        elif kind == "image_url":
+            url = str((part.get("image_url") or {}).get("url", ""))
+            data = decode_data_url(url, where) if url.startswith("data:") else local_file(url, root, where)
+            files.append((f"image-{index}-{number}{_image_suffix(url)}", data))
+        elif kind == "input_audio":
+            audio = part.get("input_audio") or {}
+            fmt = str(audio.get("format", "wav")).lower()
+            try:
+                data = base64.b64decode(str(audio.get("data", "")), validate=True)
+            except (binascii.Error, ValueError):
+                raise InputError(f"{where}: input_audio.data must be base64") from None
+            files.append((f"audio-{index}-{number}.{fmt}", data))
+        else:
+            raise InputError(f"{where}: type {kind!r} is not supported; use text, image_url or input_audio")
+    return "\n".join(t for t in texts if t), files
+
+
+def _image_suffix(url: str) -> str:
+    mime = url[5 : url.find(";")] if url.startswith("data:") else ""
+    if not url.startswith("data:"):
+        return Path(url).suffix
+    return {"image/jpeg": ".jpg", "image/webp": ".webp", "image/gif": ".gif", "image/bmp": ".bmp"}.get(mime, ".png")
+
+
+def chat_inputs(body: dict, root: Path | None) -> tuple[list[dict], list[tuple[str, bytes]]]:
+    """Text messages and the files attached to the last user message (earlier attachments are refused)."""
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise InputError("`messages` must be a non-empty list")
+    plain, files = [], []
+    for index, message in enumerate(messages):
+        if not isinstance(message, dict):
+            raise InputError(f"messages[{index}] must be an object with role and content")
+        text, attached = split_parts(message.get("content", ""), root, index)
+        if attached and index != len(messages) - 1:
+            raise InputError(f"messages[{index}]: attach images and audio to the last user message only")
+        plain.append({"role": message.get("role"), "content": text})
+        files = attached
+    return plain, files
+
+
+# --------------------------------------------------------------------- the app
+
+
+def create_app(options: ServeOptions, platform=None):
+    """The FastAPI app; `platform` defaults to the profile's, loaded lazily on the first request."""
+    from polyglm.platform.loader import load_platform
+    from polyglm.scenarios.loader import list_packs
+
+    platform = platform or load_platform(options.profile)
+    worker = threading.Lock()  # one generation at a time on the shared model
+    app = FastAPI(title="polyglm", version="0.1.0")
+
+    @app.exception_handler(ApiError)
+    async def api_error(_: Request, exc: ApiError):
+        return JSONResponse(exc.body(), status_code=exc.status)
+
+    @app.middleware("http")
+    async def guard(request: Request, call_next):
+        try:
+            check_key(request.headers.get("authorization"), options.api_key)
+            size = int(request.headers.get("content-length") or 0)
+            if size > options.max_request_bytes:
+                raise ApiError(413, f"request body is {size:,} bytes; the limit is {options.max_request_bytes:,}")
+        except ApiError as exc:
+            return JSONResponse(exc.body(), status_code=exc.status)
+        return await call_next(request)
+
+    @app.get("/v1/models")
+    def models() -> dict:
+        ids = [PLAIN_MODEL, *(f"{PLAIN_MODEL}:{name}" for name in list_packs())]
+        return {"object": "list", "data": [{"id": i, "object": "model", "created": 0, "owned_by": "polyglm"}
+                                           for i in ids]}  # fmt: skip
+
+    @app.post("/v1/chat/completions")
+    async def chat_completions(request: Request):
+        try:
+            body = json.loads(await request.body())
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise ApiError(400, "the request body is not valid JSON") from None
+        if not isinstance(body, dict):
+            raise ApiError(400, "the request body must be a JSON object")
+        model = str(body.get("model", ""))
+        pack = resolve_model(model, list_packs())
+        try:
+            messages, files = chat_inputs(body, options.media_root)
+            generation = generation_options(body, options.default_max_tokens)
+            turn = await run_in_threadpool(run_locked, worker, platform, model, pack, messages, files, generation,
+                                           bool(body.get("stream")))  # fmt: skip
+        except PolyglmError as exc:
+            raise ApiError(400, str(exc)) from None
+        if body.get("stream"):
+            return StreamingResponse(turn.sse(worker), media_type="text/event-stream")
+        return turn.completion()
+
+    return app
+
+
+def run_locked(worker: threading.Lock, *args) -> Turn:
+    """Model work off the event loop, one request at a time."""
+    with worker:
+        return Turn.run(*args)
+
+
+def check_key(header: str | None, key: str | None) -> None:
+    if key is None:
+        return
+    if header != f"Bearer {key}":
+        raise ApiError(401, "missing or wrong API key: send `Authorization: Bearer <key>`", "invalid_api_key")
+
+
+def resolve_model(model: str, packs: list[str]) -> str | None:
+    """None for the plain assistant, the pack name for `polyglm:<pack>`; 404 otherwise."""
+    if model == PLAIN_MODEL:
+        return None
+    name = model.removeprefix(f"{PLAIN_MODEL}:")
+    if model.startswith(f"{PLAIN_MODEL}:") and name in packs:
+        return name
+    known = ", ".join([PLAIN_MODEL, *(f"{PLAIN_MODEL}:{p}" for p in packs)])
+    raise ApiError(404, f"model {model!r} does not exist; use one of {known}", code="model_not_found")
+
+
+def generation_options(body: dict, default_max_tokens: int):
+    from polyglm.platform.engine import GenerationOptions
+
+    cap = body.get("max_completion_tokens", body.get("max_tokens"))
+    cap = default_max_tokens if cap is None else cap
+    temperature = body.get("temperature", 0.0)
+    if not isinstance(cap, int) or not 1 <= cap <= 4096:
+        raise InputError("max_tokens must be an integer from 1 to 4096")
+    if not isinstance(temperature, int | float) or not 0 <= temperature <= 2:
+        raise InputError("temperature must be a number from 0 to 2")
+    return GenerationOptions(max_new_tokens=cap, temperature=float(temperature), seed=int(body.get("seed") or 0))
+
+
+@dataclass
+class Turn:
+    """One request's answer: text pieces (lazily, for streaming) plus the `polyglm` extension."""
+
+    platform: Any
+    model: str
+    pieces: Iterator[str]
+    extension: dict
+    prompt_tokens: int
+
+    @classmethod
+    def run(cls, platform, model, pack, messages, files, generation, stream: bool) -> Turn:
+        from polyglm.pipelines.attachments import decode_uploads
+
+        images, audio = decode_uploads(files)
+        if pack is None:
+            return cls.plain(platform, model, messages, images, audio, generation, stream)
+        return cls.scenario(platform, model, pack, messages, images, audio, generation)
+
+    @classmethod
+    def plain(cls, platform, model, messages, images, audio, generation, stream: bool) -> Turn:
+        from polyglm.pipelines.chat import prepare_turn, stream_prepared
+        from polyglm.platform.fusion import render_messages
+
+        prepared, read = prepare_turn(platform, messages, images, audio)
+        rendered, _ = render_messages(platform.lm.tokenizer, prepared)
+        prompt_tokens = len(platform.lm.chat_ids(rendered))
+        pieces = stream_prepared(platform, prepared, generation)
+        extension = {"attachments": attachments_view(read, len(images), len(audio))}
+        return cls(platform, model, pieces if stream else iter(["".join(pieces)]), extension, prompt_tokens)
+
+    @classmethod
+    def scenario(cls, platform, model, pack, messages, images, audio, generation) -> Turn:
+        from polyglm.pipelines.chat import language_of, validate_messages
+        from polyglm.pipelines.scenario_chat import scenario_assistant
+        from polyglm.scenarios.loader import load_pack
+
+        messages = validate_messages(messages)
+        languages = load_pack(pack).languages
+        lang = language_of(messages[-1]["content"])
+        assistant = scenario_assistant(platform, pack, lang if lang in languages else languages[0])
+        assistant.max_new_tokens = generation.max_new_tokens
+        reply = assistant.respond(messages[-1]["content"], messages[:-1], images=images, audio=audio)
+        extension = {"scenario": pack, "lang": assistant.lang, "escalated": reply.escalated,
+                     "citations": reply.citations, "tool_calls": reply.tool_calls}  # fmt: skip
+        prompt_tokens = len(platform.lm.chat_ids(messages))
+        return cls(platform, model, iter([reply.answer]), extension, prompt_tokens)
+
+    def completion(self) -> dict:
+        text = "".join(self.pieces)
+        return {
+            "id": f"chatcmpl-{uuid.uuid4().hex[:24]}",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": self.model,
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+            "usage": self.usage(text),
+            "polyglm": self.extension,
+        }
+
+    def usage(self, text: str) -> dict:
+        completion = len(self.platform.lm.tokenizer(text, add_special_tokens=False)["input_ids"])
+        return {"prompt_tokens": self.prompt_tokens, "completion_tokens": completion,
+                "total_tokens": self.prompt_tokens + completion}  # fmt: skip
+
+    def sse(self, worker: threading.Lock) -> Iterator[str]:
+        """Server-sent events in OpenAI's chunk format; the model lock is held while tokens are made."""
+        ident, created = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time())
+
+        def chunk(delta: dict, finish: str | None = None, **extra) -> str:
+            payload = {"id": ident, "object": "chat.completion.chunk", "created": created, "model": self.model,
+                       "choices": [{"index": 0, "delta": delta, "finish_reason": finish}], **extra}  # fmt: skip
+            return f"data: {json.dumps(payload, ensure_ascii=False)}\n\n"
+
+        yield chunk({"role": "assistant", "content": ""})
+        text = []
+        with worker:
+            for piece in self.pieces:
+                text.append(piece)
+                yield chunk({"content": piece})
+        yield chunk({}, "stop", usage=self.usage("".join(text)), polyglm=self.extension)
+        yield "data: [DONE]\n\n"
+
+
+def attachments_view(read, images: int, audio: int) -> dict:
+    return {"images": images, "audio": audio, "feature_slots": [m.slots for m in read.features],
+            "ocr": read.ocr, "transcripts": read.transcripts, "notes": read.notes}  # fmt: skip
+
+
+def serve(options: ServeOptions, host: str = "127.0.0.1", port: int = 8000) -> None:
+    import uvicorn
+
+    uvicorn.run(create_app(options), host=host, port=port, log_level="info")
