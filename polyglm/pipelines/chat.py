@@ -10,7 +10,7 @@ from polyglm.platform.config import MediaPolicy
 from polyglm.platform.engine import GenerationOptions, stream_tokens
 from polyglm.platform.errors import InputError
 from polyglm.platform.loader import Platform
-from polyglm.platform.multimodal import multimodal_for
+from polyglm.platform.multimodal import multimodal_for, text_turn
 
 
 def validate_messages(messages: list[dict]) -> list[dict]:
@@ -66,8 +66,13 @@ def stream_reply(
 def _reply_tokens(platform: Platform, messages: list[dict], options: GenerationOptions) -> Iterator[int]:
     if has_media(messages):
         return multimodal_for(platform).stream(messages, options)
+    return _text_tokens(platform, messages, options)
+
+
+def _text_tokens(platform: Platform, messages: list[dict], options: GenerationOptions) -> Iterator[int]:
     lm = platform.lm
-    return stream_tokens(lm.model, lm.chat_ids(messages), lm.stop_token_ids, options)
+    with text_turn(platform):
+        yield from stream_tokens(lm.model, lm.chat_ids(messages), lm.stop_token_ids, options)
 
 
 def decoded(tokenizer: Any, tokens: Iterator[int]) -> Iterator[str]:

@@ -43,7 +43,7 @@ from polyglm.platform.engine import GenerationOptions, choose_labels, stream_tok
 from polyglm.platform.errors import InputError
 from polyglm.platform.fusion import render_messages
 from polyglm.platform.loader import Platform
-from polyglm.platform.multimodal import multimodal_for
+from polyglm.platform.multimodal import multimodal_for, text_turn
 from polyglm.scenarios.loader import few_shot_messages, load_pack, read_jsonl, render_system_prompt
 from polyglm.scenarios.retrieval import build_retriever, quote_passages
 from polyglm.scenarios.schema import ScenarioPack
@@ -290,7 +290,8 @@ class ScenarioAssistant:
         hits = self.retriever.search(message, lang=self.lang)
         messages = self.prompt(hits, [*self.similar_examples(message), {"role": "user", "content": content}])
         lm = self.platform.lm
-        return choose_labels(lm.model, lm.tokenizer, lm.chat_ids(messages), self.pack.labels)
+        with text_turn(self.platform):
+            return choose_labels(lm.model, lm.tokenizer, lm.chat_ids(messages), self.pack.labels)
 
     @cached_property
     def labelled_posts(self) -> tuple[list[tuple[str, str, dict[str, str]]], Any]:
@@ -371,7 +372,8 @@ class ScenarioAssistant:
 
     def _stream(self, ids: list[int]) -> Iterator[int]:
         lm = self.platform.lm
-        return stream_tokens(lm.model, ids, lm.stop_token_ids, self.options)
+        with text_turn(self.platform):
+            yield from stream_tokens(lm.model, ids, lm.stop_token_ids, self.options)
 
     def _template_safe(self, messages: list[dict]) -> list[dict]:
         """Chat templates without an observation role get tool results as a user turn."""

@@ -227,6 +227,18 @@ def apply_media_lora(platform: Platform, folder: Path, lm_id: str, lm_hash: str)
     return lora.eval()
 
 
+@contextmanager
+def text_turn(platform: Platform) -> Iterator[None]:
+    """Hold the stage-2 switch during a text-only generation: a media turn in another thread (two app
+    sessions, two API requests) must not switch the shared LoRA layers on under it."""
+    model = platform._parts.get("derived", {}).get("multimodal")
+    if model is None or model.media_lora is None:
+        yield
+        return
+    with model._lora_lock:
+        yield
+
+
 def drop_media_lora(platform: Platform) -> None:
     """Take the stage-2 LoRA back out of the LM (before a scenario LoRA goes on); media turns then use stage 1."""
     derived = platform._parts.get("derived", {})

@@ -79,3 +79,24 @@ def test_loading_the_multimodal_model_twice_injects_the_lora_once(tiny_platform,
     lora_layers = [n for n, _ in platform.lm.model.named_modules() if n.endswith("lora_A")]
     assert lora_layers and all(len(dict(m.named_children())) == 1 for n, m in platform.lm.model.named_modules()
                                if n.endswith("lora_A"))  # fmt: skip
+
+
+def test_a_text_turn_waits_while_a_media_turn_has_the_lora_on(tiny_platform, stage2_run):
+    """Two sessions share one LM: a text-only reply must not run under another turn's stage-2 LoRA."""
+    import threading
+
+    from polyglm.pipelines.chat import reply
+    from polyglm.platform.engine import GenerationOptions
+
+    platform = _platform_with(tiny_platform, stage2_run, str(stage2_run / "stage2"))
+    expected = reply(platform, [{"role": "user", "content": "hello"}], GenerationOptions(max_new_tokens=4))
+    mm = multimodal_for(platform)
+    answers: list[str] = []
+    text_turn = threading.Thread(target=lambda: answers.append(
+        reply(platform, [{"role": "user", "content": "hello"}], GenerationOptions(max_new_tokens=4))))  # fmt: skip
+    with mm.media_lora_on():  # a media turn is generating
+        text_turn.start()
+        text_turn.join(timeout=1.0)
+        assert text_turn.is_alive() and not answers  # it waits instead of reading LoRA-changed weights
+    text_turn.join(timeout=60)
+    assert answers == [expected]
