@@ -58,14 +58,18 @@ class ApiError(Exception):
 # --------------------------------------------------------------------- request -> pipeline inputs
 
 
-def decode_data_url(url: str, what: str) -> bytes:
-    header, _, payload = url.partition(",")
-    if not header.startswith("data:") or ";base64" not in header:
-        raise InputError(f"{what}: a data: URL must be base64 (data:<mime>;base64,<data>)")
+def decode_base64(payload: str, what: str) -> bytes:
     try:
         return base64.b64decode(payload, validate=True)
     except (binascii.Error, ValueError):
         raise InputError(f"{what}: the base64 data cannot be decoded; send the file's bytes base64-encoded") from None
+
+
+def decode_data_url(url: str, what: str) -> bytes:
+    header, _, payload = url.partition(",")
+    if not header.startswith("data:") or ";base64" not in header:
+        raise InputError(f"{what}: a data: URL must be base64 (data:<mime>;base64,<data>)")
+    return decode_base64(payload, what)
 
 
 def local_file(path: str, root: Path | None, what: str) -> bytes:
@@ -97,11 +101,7 @@ def split_parts(content: Any, root: Path | None, index: int) -> tuple[str, list[
         elif kind == "input_audio":
             audio = part.get("input_audio") or {}
             fmt = str(audio.get("format", "wav")).lower()
-            try:
-                data = base64.b64decode(str(audio.get("data", "")), validate=True)
-            except (binascii.Error, ValueError):
-                raise InputError(f"{where}: input_audio.data must be base64") from None
-            files.append((f"audio-{index}-{number}.{fmt}", data))
+            files.append((f"audio-{index}-{number}.{fmt}", decode_base64(str(audio.get("data", "")), where)))
         else:
             raise InputError(f"{where}: type {kind!r} is not supported; use text, image_url or input_audio")
     return "\n".join(t for t in texts if t), files

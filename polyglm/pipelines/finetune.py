@@ -47,7 +47,7 @@ from polyglm.platform.errors import PolyglmError
 from polyglm.platform.fusion import IGNORE_INDEX
 from polyglm.platform.loader import Platform, load_platform
 from polyglm.platform.multimodal import drop_media_lora, part_identity
-from polyglm.platform.precision import AUTO, DTYPES
+from polyglm.platform.precision import AUTO, DTYPES, dtype_name
 from polyglm.platform.trainer import Trainable, TrainerOptions
 from polyglm.scenarios.loader import load_pack, read_jsonl
 
@@ -627,7 +627,7 @@ def finetune_scenario(options: FinetuneOptions, platform: Platform | None = None
             "media_turns_skipped": media_skipped,
             "observation_role": obs_role,
             "max_tokens": max_tokens,
-            "lm_dtype": str(model.dtype).removeprefix("torch."),
+            "lm_dtype": dtype_name(model.dtype),
             "steps": state.step,
             "steps_this_run": state.steps_this_run,
             "train_seconds_this_run": round(state.seconds_this_run, 1),

@@ -23,14 +23,16 @@ from tqdm import tqdm
 
 from polyglm.pipelines import adapter_data as data
 from polyglm.platform import trainer
-from polyglm.platform.adapters import AdapterError, AdapterManifest, build_projector, save_adapter
+from polyglm.platform.adapters import WEIGHTS, AdapterError, AdapterManifest, build_projector, save_adapter
 from polyglm.platform.config import Settings
 from polyglm.platform.engine import GenerationOptions, generate_batch
 from polyglm.platform.errors import InputError
 from polyglm.platform.feature_cache import CacheOptions, FeatureCache
 from polyglm.platform.fusion import MediaFeatures, build_batch
+from polyglm.platform.inventory import STAGE2_MANIFEST
 from polyglm.platform.loader import Platform, load_platform
 from polyglm.platform.multimodal import MODALITY_ROLE, MultimodalModel, load_media, part_identity, weights_hash
+from polyglm.platform.precision import dtype_name
 from polyglm.platform.trainer import Trainable, TrainerOptions
 
 PROMPTS = {"audio": "Transcribe the speech.", "image": "Describe the image in a few words."}
@@ -360,7 +362,7 @@ def train_adapter(options: TrainOptions, platform: Platform | None = None) -> di
                "loss_ratio_after_before": round(after / before, 4), "train_items": len(train),
                "held_out_items": len(test), "steps": state.step, "steps_this_run": state.steps_this_run,
                "train_seconds_this_run": round(seconds, 1), "checkpoint": state.note,
-               "lm_dtype": str(mm.lm.model.dtype).removeprefix("torch."), **extra}  # fmt: skip
+               "lm_dtype": dtype_name(mm.lm.model.dtype), **extra}  # fmt: skip
     title = f"{options.modality} adapter, stage 1"
     trainer.plot_losses(state.losses, before, after, options.out_dir / "loss.png", title)
     manifest = AdapterManifest(
@@ -377,9 +379,6 @@ def train_adapter(options: TrainOptions, platform: Platform | None = None) -> di
 def _trajectory(options) -> dict:
     """The options that change what training computes (not where it writes or how often it saves)."""
     return {k: v for k, v in asdict(options).items() if k not in {"out_dir", "checkpoint_every", "eval_generate"}}
-
-
-STAGE2_MANIFEST = "stage2.json"
 
 
 def write_stage2_manifest(options: Stage2Options, lm: tuple[str, str], metrics: dict, modalities: list[str]) -> None:
@@ -565,7 +564,7 @@ def train_stage2(options: Stage2Options, platform: Platform | None = None) -> di
         TrainerOptions(lr=options.lr, checkpoint_every=options.checkpoint_every, desc="stage 2"),
         options.out_dir / "checkpoint.pt",
         trainer.make_fingerprint(options=_trajectory(options), lm=lm_identity, samples=len(samples),
-                                 adapters=[weights_hash(Path(f) / "adapter.safetensors") for f in options.adapters],
+                                 adapters=[weights_hash(Path(f) / WEIGHTS) for f in options.adapters],
                                  dtype=str(mm.lm.model.dtype)),
         initial_extra=measure_before,
     )  # fmt: skip
@@ -574,7 +573,7 @@ def train_stage2(options: Stage2Options, platform: Platform | None = None) -> di
     metrics = {f"held_out_loss_{kind}_{when}": round(value, 4)
                for when, table in (("before", before), ("after", after)) for kind, value in table.items()}  # fmt: skip
     metrics.update(steps=state.step, train_samples=len(train), train_seconds_this_run=round(state.seconds_this_run, 1),
-                   lm_dtype=str(mm.lm.model.dtype).removeprefix("torch."))  # fmt: skip
+                   lm_dtype=dtype_name(mm.lm.model.dtype))  # fmt: skip
     mm.lm.model.save_pretrained(options.out_dir / "lora")
     # Give the caller's platform its plain LM back: the LoRA lives in out_dir, not in shared state.
     mm.lm.model = mm.lm.model.unload().eval()

@@ -96,6 +96,10 @@ class Profile:
     media: MediaPolicy = field(default_factory=MediaPolicy)  # how attachments reach the LM (features, OCR, transcript)
     stage2: str = ""  # stage-2 folder (projectors + LoRA for media turns) relative to adapters/; "" = none
 
+    def inference_dtype(self, device: str) -> str:
+        """The dtype this profile asks for on `device` ("auto" leaves it to precision.choose_dtype)."""
+        return self.gpu_dtype if device.startswith("cuda") else self.cpu_dtype
+
     def part(self, role: str) -> PartSpec:
         try:
             return self.parts[role]

@@ -31,6 +31,8 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load, save
 
+from polyglm.platform.precision import dtype_name
+
 FORMAT_VERSION = "1"
 TENSOR_NAME = "features"
 ENTRY_SUFFIX = ".safetensors"
@@ -277,7 +279,7 @@ def to_storage(features: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
 
 
 def encode_entry(stored: torch.Tensor, original_dtype: torch.dtype) -> bytes:
-    metadata = {"format": FORMAT_VERSION, "dtype": str(original_dtype).removeprefix("torch.")}
+    metadata = {"format": FORMAT_VERSION, "dtype": dtype_name(original_dtype)}
     return save({TENSOR_NAME: stored}, metadata=metadata)
 
 

@@ -12,6 +12,7 @@ from polyglm.platform.locate import resolve_part
 from polyglm.platform.precision import capability_summary
 
 ADAPTER_ROOT = Path(__file__).resolve().parents[1] / "adapters"  # shipped inside the package
+STAGE2_MANIFEST = "stage2.json"  # a stage-2 folder's record: the LM it pairs with, its LoRA, metrics
 
 
 @dataclass(frozen=True)
@@ -64,9 +65,9 @@ def part_status(profile: Profile, role: str, settings: Settings) -> PartStatus:
     return PartStatus(role, spec.kind, spec.display, spec.licence, True, str(path), disk_size(path), None)
 
 
-def adapter_status(modality: str, relative: str) -> AdapterStatus:
+def adapter_status(modality: str, relative: str, manifest_name: str = "manifest.json") -> AdapterStatus:
     path = ADAPTER_ROOT / relative
-    manifest = path / "manifest.json"
+    manifest = path / manifest_name
     metrics = json.loads(manifest.read_text()).get("metrics", {}) if manifest.is_file() else {}
     return AdapterStatus(modality, str(path), manifest.is_file(), metrics)
 
@@ -81,22 +82,15 @@ def profile_status(name: str, settings: Settings | None = None) -> ProfileStatus
         parts=[part_status(profile, role, settings) for role in profile.parts],
         adapters=[adapter_status(m, rel) for m, rel in profile.adapters.items()],
         compute=compute_status(profile),
-        stage2=stage2_status(profile.stage2) if profile.stage2 else None,
+        stage2=adapter_status("image+audio (stage 2)", profile.stage2, STAGE2_MANIFEST) if profile.stage2 else None,
     )
-
-
-def stage2_status(relative: str) -> AdapterStatus:
-    path = ADAPTER_ROOT / relative
-    manifest = path / "stage2.json"
-    metrics = json.loads(manifest.read_text()).get("metrics", {}) if manifest.is_file() else {}
-    return AdapterStatus("image+audio (stage 2)", str(path), manifest.is_file(), metrics)
 
 
 def compute_status(profile: Profile) -> dict:
     from polyglm.platform.loader import pick_device
 
     device = pick_device()
-    return capability_summary(device, profile.gpu_dtype if device.startswith("cuda") else profile.cpu_dtype)
+    return capability_summary(device, profile.inference_dtype(device))
 
 
 def inventory(settings: Settings | None = None) -> list[ProfileStatus]:

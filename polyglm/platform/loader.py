@@ -15,7 +15,7 @@ from typing import Any
 
 from polyglm.platform.config import PART_ROLES, Profile, Settings, load_profile
 from polyglm.platform.locate import resolve_part
-from polyglm.platform.precision import DtypeChoice, choose_dtype, detect_hardware
+from polyglm.platform.precision import DtypeChoice, choose_dtype, detect_hardware, dtype_name
 
 
 def _part_loaders() -> dict[str, Callable[..., Any]]:
@@ -62,12 +62,13 @@ class Platform:
     stats: dict[str, LoadStats] = field(default_factory=dict)
     _parts: dict[str, Any] = field(default_factory=dict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _derived: dict[str, Any] = field(default_factory=dict, repr=False)  # see `cached`
+    _derive_lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
 
     @property
     def dtype_choice(self) -> DtypeChoice:
         """Inference dtype of every part, from the one capability rule (the profile may force one)."""
-        requested = self.profile.gpu_dtype if self.device.startswith("cuda") else self.profile.cpu_dtype
-        return choose_dtype("inference", requested, detect_hardware(self.device))
+        return choose_dtype("inference", self.profile.inference_dtype(self.device), detect_hardware(self.device))
 
     @property
     def dtype(self):
@@ -86,14 +87,23 @@ class Platform:
             return self._parts[role]
 
     def cached(self, key: str, build: Callable[[], Any]) -> Any:
-        """Something built from this platform's parts once (e.g. the multimodal model), kept beside them."""
-        with self._lock:
-            derived = self._parts.setdefault("derived", {})
-        if key not in derived:
-            value = build()  # outside the lock: building loads parts, which takes the lock itself
-            with self._lock:
-                derived.setdefault(key, value)
-        return derived[key]
+        """Something built from this platform's parts once (e.g. the multimodal model), kept beside them.
+
+        Built under its own re-entrant lock (a build may load parts, or build another derived thing):
+        two first uses must not build twice, since the stage-2 build injects a LoRA into the shared LM."""
+        with self._derive_lock:
+            if key not in self._derived:
+                self._derived[key] = build()
+            return self._derived[key]
+
+    def derived(self, key: str) -> Any:
+        """What `cached` built under `key`, or None when nothing was built yet."""
+        return self._derived.get(key)
+
+    def forget(self, key: str) -> Any:
+        """Drop and return what `cached` built under `key` (None when nothing was)."""
+        with self._derive_lock:
+            return self._derived.pop(key, None)
 
     def loaded(self) -> list[str]:
         return [role for role in PART_ROLES if role in self._parts]
@@ -136,7 +146,7 @@ class Platform:
             seconds=time.perf_counter() - started,
             parameters=_count_parameters(part),
             device=self.device,
-            dtype=str(self.dtype).removeprefix("torch."),
+            dtype=dtype_name(self.dtype),
         )
         return part
 

@@ -18,7 +18,7 @@ import torch
 from polyglm.platform.adapters import AdapterError, load_adapter, output_length
 from polyglm.platform.engine import GenerationOptions, stream_tokens
 from polyglm.platform.fusion import MediaFeatures, build_batch, ensure_placeholder_tokens
-from polyglm.platform.inventory import ADAPTER_ROOT
+from polyglm.platform.inventory import ADAPTER_ROOT, STAGE2_MANIFEST
 from polyglm.platform.loader import Platform
 from polyglm.platform.locate import resolve_part
 from polyglm.platform.recipes import hash_into
@@ -198,9 +198,6 @@ def load_multimodal(platform: Platform, modalities: Sequence[str] | None = None)
     return model
 
 
-STAGE2_MANIFEST = "stage2.json"
-
-
 def stage2_folder(platform: Platform) -> Path | None:
     """The profile's shipped stage-2 folder when it holds a stage-2 run and no scenario LoRA is applied."""
     from peft import PeftModel
@@ -231,7 +228,7 @@ def apply_media_lora(platform: Platform, folder: Path, lm_id: str, lm_hash: str)
 def text_turn(platform: Platform) -> Iterator[None]:
     """Hold the stage-2 switch during a text-only generation: a media turn in another thread (two app
     sessions, two API requests) must not switch the shared LoRA layers on under it."""
-    model = platform._parts.get("derived", {}).get("multimodal")
+    model = platform.derived("multimodal")
     if model is None or model.media_lora is None:
         yield
         return
@@ -241,9 +238,8 @@ def text_turn(platform: Platform) -> Iterator[None]:
 
 def drop_media_lora(platform: Platform) -> None:
     """Take the stage-2 LoRA back out of the LM (before a scenario LoRA goes on); media turns then use stage 1."""
-    derived = platform._parts.get("derived", {})
-    derived.pop("multimodal", None)
-    lora = derived.pop("media_lora", None)
+    platform.forget("multimodal")
+    lora = platform.forget("media_lora")
     if lora is not None:
         lora.unload()
 

@@ -15,6 +15,7 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +83,11 @@ class DtypeChoice:
         import torch
 
         return getattr(torch, self.dtype)
+
+
+def dtype_name(dtype: Any) -> str:
+    """The dtype as manifests, metrics and the Models page write it: torch.float32 -> "float32"."""
+    return str(dtype).removeprefix("torch.")
 
 
 def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> set[str]:

@@ -312,7 +312,10 @@ def _find(modules: OrderedDict[tuple, Any], origin: Origin) -> Callable:
     key = (origin.module, origin.file, origin.token)
     module = modules.get(key)
     if module is None:
-        module = _execute(origin) if origin.file else importlib.import_module(origin.module)
+        if origin.file:  # a pack's tools.py runs afresh under the caller's module name, as the loader ran it
+            module = execute_tools_file(origin.module, origin.file)
+        else:
+            module = importlib.import_module(origin.module)
         modules[key] = module
         while len(modules) > 16:  # a long session re-imports packs; keep the recent ones
             modules.popitem(last=False)
@@ -341,11 +344,6 @@ def execute_tools_file(module_name: str, path: Path | str) -> Any:
         sys.modules.pop(module_name, None)
         raise
     return module
-
-
-def _execute(origin: Origin) -> Any:
-    """Execute a tools file afresh as `origin.module`, as the pack loader does in the caller."""
-    return execute_tools_file(origin.module, origin.file)
 
 
 def _unavailable(origin: Origin, exc: BaseException) -> str:

@@ -100,3 +100,28 @@ def test_a_text_turn_waits_while_a_media_turn_has_the_lora_on(tiny_platform, sta
         assert text_turn.is_alive() and not answers  # it waits instead of reading LoRA-changed weights
     text_turn.join(timeout=60)
     assert answers == [expected]
+
+
+def test_two_first_media_turns_at_once_inject_the_lora_once(tiny_platform, stage2_run, monkeypatch):
+    """Two app sessions' first media turns race to build the multimodal model: one build, one LoRA."""
+    import threading
+    import time
+
+    import polyglm.platform.multimodal as multimodal
+
+    platform = _platform_with(tiny_platform, stage2_run, str(stage2_run / "stage2"))
+    real, builds = multimodal.apply_media_lora, []
+
+    def slow_apply(*args):  # widen the window in which a second thread could start its own build
+        builds.append(1)
+        time.sleep(0.3)
+        return real(*args)
+
+    monkeypatch.setattr(multimodal, "apply_media_lora", slow_apply)
+    models: list = []
+    threads = [threading.Thread(target=lambda: models.append(multimodal_for(platform))) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert len(builds) == 1 and models[0] is models[1]
