@@ -2,25 +2,15 @@
 
 from __future__ import annotations
 
-import argparse
-import sys
-
 import streamlit as st
 
-from polyglm.platform.config import DEFAULT_PROFILE
 from polyglm.ui import discover_pages
-from polyglm.ui.state import profile_picker
-
-
-def _default_profile() -> str:
-    parser = argparse.ArgumentParser(add_help=False)
-    parser.add_argument("--profile", default=DEFAULT_PROFILE)
-    return parser.parse_known_args(sys.argv[1:])[0].profile
+from polyglm.ui.state import app_settings, profile_picker
 
 
 def main() -> None:
     st.set_page_config(page_title="polyglm", page_icon=":material/hub:", layout="wide")
-    profile_picker(_default_profile())
+    profile_picker(app_settings().profile)
     pages = [st.Page(p.render, title=p.title, icon=p.icon, url_path=p.url_path) for p in discover_pages()]
     st.navigation(pages).run()
 

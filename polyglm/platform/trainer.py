@@ -14,7 +14,9 @@ import json
 import random
 import re
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -90,6 +92,22 @@ class RunState:
     @property
     def steps_this_run(self) -> int:
         return self.step - (self.resumed_from or 0)
+
+
+# Who watches the loop in this thread (the app's live loss plot): called with the state and the total step
+# count after a resume and after every step. An exception it raises stops training (the checkpoint on disk
+# lets a rerun resume). Jobs need not pass it along: whoever starts a job wraps the call in `observed`.
+_OBSERVER: ContextVar[Callable[[RunState, int], None] | None] = ContextVar("polyglm_train_observer", default=None)
+
+
+@contextmanager
+def observed(callback: Callable[[RunState, int], None]) -> Iterator[None]:
+    """Call `callback(state, total_steps)` from every `train` run inside this block (this thread only)."""
+    token = _OBSERVER.set(callback)
+    try:
+        yield
+    finally:
+        _OBSERVER.reset(token)
 
 
 def epoch_batches(n_items: int, batch_size: int, epochs: int, seed: int) -> list[list[int]]:
@@ -186,6 +204,9 @@ def train(
         state.extra = dict(initial_extra() if initial_extra else {})
         checkpoint.parent.mkdir(parents=True, exist_ok=True)
         save_checkpoint(checkpoint, trainable, optimizer, state, fingerprint)
+    observer = _OBSERVER.get()
+    if observer:
+        observer(state, len(batches))
     started = time.perf_counter()
     bar = tqdm(range(state.step, len(batches)), initial=state.step, total=len(batches), desc=options.desc, unit="step")
     for step in bar:
@@ -199,6 +220,8 @@ def train(
         bar.set_postfix(loss=f"{loss.item():.3f}")
         if state.step % options.checkpoint_every == 0 or state.step == len(batches):
             save_checkpoint(checkpoint, trainable, optimizer, state, fingerprint)
+        if observer:
+            observer(state, len(batches))
     state.seconds_this_run = time.perf_counter() - started
     return state
 

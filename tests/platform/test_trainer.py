@@ -83,3 +83,30 @@ def test_a_pickled_object_is_refused_not_executed(tmp_path):
     torch.save({"format": 1, "payload": Boom()}, path)
     with pytest.raises(InputError, match="it references the Python object print"):
         read_checkpoint(path, "a")
+
+
+def test_an_observer_sees_every_step_and_can_stop_the_run(tmp_path):
+    from polyglm.platform.trainer import observed
+
+    class Stop(Exception):
+        pass
+
+    seen: list[tuple[int, int, int]] = []
+    stop_at = [7]
+
+    def watch(state, total):
+        seen.append((state.step, len(state.losses), total))
+        if state.step in stop_at:
+            stop_at.clear()
+            raise Stop
+
+    with observed(watch), pytest.raises(Stop):
+        _run(_model(), tmp_path / "o.pt")
+    assert seen == [(step, step, 20) for step in range(8)]  # once at the start, then after each step
+    seen.clear()
+    with observed(watch):
+        _run(_model(), tmp_path / "o.pt")  # resumes from the checkpoint at step 6; step 7 is redone
+    assert seen[0] == (6, 6, 20) and seen[-1] == (20, 20, 20) and len(seen) == 15
+    seen.clear()
+    _run(_model(), tmp_path / "p.pt")  # outside the block: nobody is called
+    assert seen == []

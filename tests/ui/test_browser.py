@@ -66,26 +66,108 @@ def page():
         browser.close()
 
 
-def test_chat_in_a_real_browser_streams_an_answer(app_url, page, tmp_path):
-    page.goto(app_url, wait_until="domcontentloaded")
-    page.get_by_role("heading", name="Chat").wait_for(timeout=60_000)
+SCREENSHOTS = REPO / "runs" / "screenshots"  # kept after the run (git-ignored), beside pytest's tmp copies
+
+
+def _screenshot(page, tmp_path: Path, name: str) -> Path:
+    path = tmp_path / name
+    page.screenshot(path=str(path), full_page=True)
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    shutil.copy(path, SCREENSHOTS / name)
+    return path
+
+
+def _send(page, text: str, files: list[Path] = ()) -> None:
+    chat = page.get_by_test_id("stChatInput")
+    if files:
+        chat.locator("input[type=file]").set_input_files([str(f) for f in files])
+        for f in files:  # the chip of each staged file, before sending
+            chat.get_by_text(f.name).wait_for(timeout=30_000)
     box = page.get_by_test_id("stChatInputTextArea")
-    box.fill("What is the capital of France?")
+    box.fill(text)
     box.press("Enter")
-    messages = page.get_by_test_id("stChatMessage")
-    messages.nth(1).wait_for(timeout=60_000)
-    # Done when the script stopped running (no status widget), the spinner is gone and the reply has text.
+
+
+def _wait_for_reply(page, messages: int) -> None:
+    """Done when the script stopped (no status widget), and the last of `messages` bubbles has text."""
     page.wait_for_function(
-        "!document.querySelector('[data-testid=stStatusWidget]') && "
-        "!document.body.innerText.includes('Loading the language model') && "
-        "document.querySelectorAll('[data-testid=stChatMessage]').length == 2 && "
-        "document.querySelectorAll('[data-testid=stChatMessageContent]')[1].innerText.trim().length > 0",
-        timeout=60_000,
+        f"!document.querySelector('[data-testid=stStatusWidget]') && "
+        f"document.querySelectorAll('[data-testid=stChatMessage]').length == {messages} && "
+        f"document.querySelectorAll('[data-testid=stChatMessageContent]')[{messages - 1}].innerText.trim().length > 0",
+        timeout=90_000,
     )
-    assert messages.nth(1).get_by_test_id("stChatMessageContent").inner_text().strip()
-    assert "What is the capital of France?" in messages.nth(0).inner_text()
-    page.screenshot(path=str(tmp_path / "chat.png"), full_page=True)
-    assert (tmp_path / "chat.png").stat().st_size > 10_000
+
+
+def _open_assistants(page, app_url: str) -> None:
+    page.goto(app_url, wait_until="domcontentloaded")
+    page.get_by_role("heading", name="Assistants").wait_for(timeout=60_000)
+
+
+def test_assistants_chat_with_an_image_attachment(app_url, page, tmp_path):
+    from tests.ui.test_app import _png_with_text
+
+    sign = tmp_path / "sign.png"
+    sign.write_bytes(_png_with_text("OPEN LATE"))
+    _open_assistants(page, app_url)
+    _send(page, "What does the sign say?", [sign])
+    _wait_for_reply(page, 2)
+    user, reply = page.get_by_test_id("stChatMessage").all()
+    assert "What does the sign say?" in user.inner_text() and "sign.png" in user.inner_text()
+    assert reply.get_by_test_id("stChatMessageContent").inner_text().strip()
+    assert "profile 'tiny' has no trained image adapter: text only" in reply.inner_text()
+    evidence = reply.get_by_test_id("stExpander")
+    evidence.get_by_text("Read from the attachments").click()
+    shown = evidence.get_by_test_id("stText")
+    shown.wait_for(state="visible", timeout=10_000)
+    assert "IMAGE TEXT 1" in shown.inner_text() and "OPEN" in shown.inner_text().upper()
+    page.wait_for_timeout(500)  # the expander's opening animation, for the screenshot
+    assert _screenshot(page, tmp_path, "assistants-image.png").stat().st_size > 10_000
+
+
+# Draws `a` and `b` on a canvas in the font the element uses (with the browser's fallback) and says
+# whether the pixels differ: a missing font draws both as the same "tofu" box.
+_DRAWN_DIFFERENTLY = """([el, a, b]) => {
+  const font = getComputedStyle(el).fontSize + ' ' + getComputedStyle(el).fontFamily;
+  const draw = (text) => {
+    const canvas = document.createElement('canvas'); canvas.width = 64; canvas.height = 64;
+    const ctx = canvas.getContext('2d'); ctx.font = font; ctx.fillText(text, 4, 48);
+    return ctx.getImageData(0, 0, 64, 64).data.join(',');
+  };
+  return draw(a) !== draw(b);
+}"""
+
+
+def test_a_chinese_message_renders_with_a_cjk_font(app_url, page, tmp_path):
+    message = "你好！请用一句话介绍北京。"
+    _open_assistants(page, app_url)
+    _send(page, message)
+    _wait_for_reply(page, 2)
+    user = page.get_by_test_id("stChatMessage").first
+    text = user.get_by_text(message)
+    assert text.inner_text() == message
+    handle = text.element_handle()
+    # Two unassigned code points both draw as the missing-glyph box: the check can tell tofu from glyphs.
+    assert not page.evaluate(_DRAWN_DIFFERENTLY, [handle, "\u0378", "\u0379"])
+    assert page.evaluate(_DRAWN_DIFFERENTLY, [handle, "京", "\u0378"]), "no CJK font: run scripts/system-deps.sh"
+    assert page.evaluate(_DRAWN_DIFFERENTLY, [handle, "你", "京"])
+    _screenshot(page, tmp_path, "assistants-chinese.png")
+
+
+def test_two_browser_sessions_chat_at_once_and_keep_their_own_history(app_url, page, tmp_path):
+    second = page.context.browser.new_context(viewport={"width": 1280, "height": 900}).new_page()
+    try:
+        for tab in (page, second):
+            _open_assistants(tab, app_url)
+        _send(page, "first session says hello")
+        _send(second, "second session says hello")  # while the first one may still be answering
+        for tab in (page, second):
+            _wait_for_reply(tab, 2)
+        assert "first session says hello" in page.get_by_test_id("stChatMessage").first.inner_text()
+        assert "second session says hello" in second.get_by_test_id("stChatMessage").first.inner_text()
+        assert "second session" not in "\n".join(page.get_by_test_id("stChatMessage").all_inner_texts())
+        _screenshot(second, tmp_path, "assistants-second-session.png")
+    finally:
+        second.context.close()
 
 
 def _grid_rows(frame, columns: int) -> list[list[str]]:
@@ -99,7 +181,7 @@ def test_models_page_in_a_real_browser(app_url, page, tmp_path):
 
     status = profile_status("tiny")  # what the server reads too: the page must show exactly this
     page.goto(f"{app_url}/models", wait_until="domcontentloaded")
-    page.get_by_role("heading", name="Models").wait_for(timeout=60_000)
+    page.get_by_role("heading", name="Models & training").wait_for(timeout=60_000)
     # st.dataframe draws on a canvas; its accessible grid cells exist in the DOM but are not "visible".
     page.get_by_text("prepared:tiny-glm").first.wait_for(state="attached", timeout=30_000)
     frames = page.get_by_test_id("stDataFrame")
@@ -132,4 +214,4 @@ def test_models_page_in_a_real_browser(app_url, page, tmp_path):
     assert "Nothing loaded yet" not in main.inner_text()
     rss = page.get_by_test_id("stMetricValue").inner_text()
     assert rss.endswith(" MB") and int(rss.removesuffix(" MB").replace(",", "")) > 100, rss
-    page.screenshot(path=str(tmp_path / "models.png"), full_page=True)
+    _screenshot(page, tmp_path, "models.png")
