@@ -12,6 +12,7 @@ from pathlib import Path
 from polyglm.platform.config import DEFAULT_PROFILE, available_profiles
 from polyglm.platform.errors import InputError, PolyglmError
 
+EXIT_ITEMS_FAILED = 3  # `polyglm eval` finished, but some items failed (listed in predictions.jsonl and metrics.json)
 STREAMLIT_APP = Path(__file__).resolve().parents[1] / "streamlit_app.py"
 
 
@@ -111,11 +112,48 @@ def cmd_scenarios_eval(args: argparse.Namespace) -> int:
     for name, value in summary["metrics"].items():
         print(f"  {name:24s} {'n/a' if value is None else f'{value:.3f}'}")
     for name, report in summary["labels"].items():
-        print(f"  {name}: majority baseline {report['majority_baseline']:.3f}, macro-F1 {report['macro_f1']}")
+        print(f"  {name}: majority baseline {report['majority_baseline']:.3f}, macro-F1 {report['macro_f1']:.3f}")
     for failure in summary["failed"]:
         print(f"  failed {failure['id']}: {failure['error']}")
-    print(f"results, summary.json and plots in {options.folder}")
+    print(f"predictions.jsonl, metrics.json and report.html in {summary['folder']}")
     return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    if args.compare:
+        from polyglm.evaluation.compare import compare_runs, format_comparison
+
+        result = compare_runs(Path(args.compare[0]), Path(args.compare[1]), resamples=args.resamples)
+        print(json.dumps(result, indent=2) if args.json else format_comparison(result))
+        return 0
+    if args.list_tasks:
+        from polyglm.evaluation.tasks import available_tasks, load_task_file
+
+        for name, file in available_tasks().items():
+            print(f"{name:20s} {load_task_file(file, 'PACK' if name == 'scenario' else None).description}")
+        return 0
+    if not args.task:
+        raise InputError("give --task NAME (see `polyglm eval --list-tasks`), or --compare RUN_A RUN_B")
+    from polyglm.evaluation.report import headline
+    from polyglm.evaluation.runner import RunOptions, run_eval
+
+    options = RunOptions(
+        task=args.task, manifest=Path(args.manifest) if args.manifest else None, out=Path(args.out) if args.out
+        else None, profile=args.profile, runner=args.runner, limit=args.limit, stride=args.stride,
+        langs=tuple(args.lang or ()), batch_size=args.batch_size, retry_failed=args.retry_failed,
+        ray_address=args.ray_address, ray_workers=args.ray_workers,
+    )  # fmt: skip
+    result = run_eval(options)
+    if args.json:
+        print(json.dumps(result.metrics, ensure_ascii=False, indent=2))
+    else:
+        print(f"{result.metrics['task']}: {result.items} items ({result.new} new), {result.failed} failed")
+        for name, value in headline(result.metrics).items():
+            print(f"  {name:24s} {'n/a' if value is None else f'{value:.4f}'}")
+        for failure in result.metrics["failed"][:20]:
+            print(f"  failed {failure['id']}: {failure['error']}")
+        print(f"predictions.jsonl, metrics.json, report.html, run.json in {result.folder}")
+    return EXIT_ITEMS_FAILED if result.failed else 0
 
 
 def cmd_chat(args: argparse.Namespace) -> int:
@@ -235,15 +273,61 @@ def cmd_finetune(args: argparse.Namespace) -> int:
 
 
 def cmd_app(args: argparse.Namespace) -> int:
+    if args.max_upload_mb < 1:
+        raise InputError(f"--max-upload-mb must be at least 1, got {args.max_upload_mb}")
     # No file watcher: watching the repo (and .venv) overflows inotify and reruns scripts mid-reply.
+    # maxUploadSize: Streamlit refuses a larger file in the browser, before any byte reaches polyglm.
+    switches = [flag for flag, off in (("--no-training", args.no_training), ("--no-load-all", args.no_load_all)) if off]
     command = [
         sys.executable, "-m", "streamlit", "run", str(STREAMLIT_APP),
         "--server.port", str(args.port), "--server.address", args.address, "--server.headless", "true",
         "--server.fileWatcherType", "none", "--browser.gatherUsageStats", "false",
-        "--", "--profile", args.profile,
+        "--server.maxUploadSize", str(args.max_upload_mb),
+        "--", "--profile", args.profile, *switches,
     ]  # fmt: skip
     # exec, not a child process: a signal to `polyglm app` (Ctrl-C, a test's terminate) must reach streamlit.
     os.execv(sys.executable, command)
+
+
+def cmd_sentiment(args: argparse.Namespace) -> int:
+    from polyglm.pipelines.sentiment import SentimentInput, analyse, check_input
+    from polyglm.platform.loader import load_platform
+
+    if args.text is None and not args.image and not args.audio:
+        raise InputError("nothing to analyse: give --text T, --image PATH or --audio PATH (any combination)")
+    if args.text is not None and not args.text.strip() and not (args.image or args.audio):
+        raise InputError("nothing to analyse: the text is empty; write some text, or attach --image or --audio")
+    check_input(SentimentInput(text=args.text or "", images=tuple(args.image), audio=tuple(args.audio)))
+    images, audio = _attachments(args)  # media.py's checks: unreadable, oversized, silent files
+    item = SentimentInput(text=args.text or "", images=tuple(images), audio=tuple(audio),
+                          image_names=tuple(Path(p).name for p in args.image),
+                          audio_names=tuple(Path(p).name for p in args.audio))  # fmt: skip
+    result = analyse(load_platform(args.profile), item, scenario=args.scenario)
+    if args.json:
+        print(json.dumps({"profile": args.profile, **result.as_dict()}, ensure_ascii=False, indent=2))
+        return 0
+    shown = ", ".join(f"{label} {p:.3f}" for label, p in result.probabilities.items())
+    print(f"{result.label}  ({shown}; temperature {result.calibration.temperature:.3g})")
+    if result.calibration.status != "fitted":
+        print(f"  calibration: {result.calibration.status}")
+    print(f"  modalities: {', '.join(result.modalities)}")
+    for modality, why in result.empty.items():
+        print(f"  {modality} carried nothing: {why}")
+    for modality, probabilities in result.attribution.get("alone", {}).items():
+        change = result.attribution["change_without"].get(modality)
+        left_out = f"; left out: {result.label} {change:+.3f}" if change is not None else ""
+        print(f"  {modality:5s} alone: {max(probabilities, key=probabilities.get)} "
+              f"({result.label} {probabilities[result.label]:.3f}){left_out}")  # fmt: skip
+    if result.scenario:
+        print(f"  {result.scenario}: intensity {result.intensity}, emotion {result.emotion}")
+    for name, texts in (("transcript", result.evidence["transcripts"]), ("image text", result.evidence["ocr"])):
+        for text in texts:
+            print(f"  {name}: {text.strip()[:300] or '(none)'}")
+    if result.evidence.get("guideline"):
+        print(f"  guideline [{result.evidence['guideline']['citation']}]: {result.evidence['guideline']['text'][:300]}")
+    for note in result.notes:
+        print(f"  note: {note}")
+    return 0
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -354,11 +438,62 @@ def build_parser() -> argparse.ArgumentParser:
     finetune.add_argument("--out", help="adapter folder (default: cache/finetune/PROFILE/SCENARIO); rerun resumes")
     finetune.set_defaults(handler=cmd_finetune)
 
-    app = commands.add_parser("app", help="start the Streamlit app")
+    evaluate = commands.add_parser(
+        "eval", help="batch evaluation of a dataset (CSV, JSONL, imagefolder/audiofolder) on a task; resumable",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="examples:\n"
+        "  polyglm eval reviews.csv --task sentiment --out runs/reviews\n"
+        "  polyglm eval photos/ --task labels.yaml --limit 50 --out runs/photos     (imagefolder layout)\n"
+        "  polyglm eval --task scenario:medical --stride 4 --out runs/medical       (a pack's own eval set)\n"
+        "  polyglm eval reviews.csv --task sentiment --runner ray --out runs/reviews-ray\n"
+        "  polyglm eval --compare runs/reviews runs/reviews-ray\n"
+        "exit codes: 0 all items scored, 3 some items failed (see metrics.json), 2 bad input, 1 internal error",
+    )  # fmt: skip
+    evaluate.add_argument("manifest", nargs="?", help="CSV, JSONL or folder (default: the task's own, e.g. a pack's)")
+    evaluate.add_argument("--task", help="task name, name:argument, or a task .yaml file (see --list-tasks)")
+    evaluate.add_argument("--out", help="run folder (default runs/eval/PROFILE-TASK); rerun the command to resume")
+    _profile_arg(evaluate)
+    evaluate.add_argument("--runner", choices=["local", "ray"], default="local")
+    evaluate.add_argument("--ray-address", help="join a Ray cluster ('auto', 'ray://head:10001'); default: start one")
+    evaluate.add_argument("--ray-workers", type=int, default=2, help="Ray actors, each with its own model")
+    evaluate.add_argument("--limit", type=int, help="only the first N rows")
+    evaluate.add_argument("--stride", type=int, default=1, help="every k-th row (quick runs over grouped sets)")
+    evaluate.add_argument("--lang", action="append", help="only rows with this `lang` (repeatable)")
+    evaluate.add_argument("--batch-size", type=int, help="items per model call (default: the task's)")
+    evaluate.add_argument("--retry-failed", action="store_true", help="give items that failed before another try")
+    evaluate.add_argument("--compare", nargs=2, metavar=("RUN_A", "RUN_B"), help="metric deltas B - A with 95%% CIs")
+    evaluate.add_argument("--resamples", type=int, default=1000, help="with --compare: bootstrap resamples")
+    evaluate.add_argument("--list-tasks", action="store_true", help="list the tasks and exit")
+    evaluate.add_argument("--json", action="store_true", help="print metrics (or the comparison) as JSON")
+    evaluate.set_defaults(handler=cmd_eval)
+
+    app = commands.add_parser(
+        "app", help="start the Streamlit app (Assistants, Models & training)",
+        epilog="examples: polyglm app --profile offline   (this machine only, http://127.0.0.1:8501); "
+        "polyglm app --address 0.0.0.0 --no-training --no-load-all --max-upload-mb 20   (a shared deployment)",
+    )  # fmt: skip
     _profile_arg(app)
     app.add_argument("--port", type=int, default=8501)
-    app.add_argument("--address", default="0.0.0.0", help="interface to listen on (127.0.0.1 for local only)")
+    app.add_argument(
+        "--address", default="127.0.0.1", help="interface to listen on (default: this machine only; 0.0.0.0: all)"
+    )
+    app.add_argument("--max-upload-mb", type=int, default=50, help="largest upload the browser may send (MB)")
+    app.add_argument("--no-training", action="store_true", help="hide the training controls (shared deployments)")
+    app.add_argument("--no-load-all", action="store_true", help="hide the button that loads every model part")
     app.set_defaults(handler=cmd_app)
+
+    sentiment = commands.add_parser(
+        "sentiment", help="sentiment of text, images and voice notes: label, calibrated probabilities, attribution",
+        epilog="example: polyglm sentiment --profile offline --text 'Best concert ever!' --image photo.jpg "
+        "--audio note.m4a --scenario social_sentiment --json",
+    )  # fmt: skip
+    _profile_arg(sentiment)
+    sentiment.add_argument("--text", help="the post's text")
+    sentiment.add_argument("--image", action="append", default=[], help="an attached image (repeatable)")
+    sentiment.add_argument("--audio", action="append", default=[], help="an attached voice note (repeatable)")
+    sentiment.add_argument("--scenario", choices=["social_sentiment"], help="also the pack's intensity and emotion")
+    sentiment.add_argument("--json", action="store_true", help="print the whole result as JSON")
+    sentiment.set_defaults(handler=cmd_sentiment)
 
     serve = commands.add_parser(
         "serve", help="OpenAI-compatible API: /v1/models, /v1/chat/completions (images, audio, streaming)",

@@ -8,47 +8,40 @@ for items with `expected_label`) on the chosen profile, and is scored on what ap
 - tools: share of `expected_tool_calls` made (by name) and made with the expected arguments;
 - escalation: `must_escalate` items escalated; escalations on other items counted as false alarms;
 - retrieval: whether a `relevant_docs` id is among the cited passages (hit@k);
-- labels: per label set, predicted vs expected (accuracy, macro-F1, confusion matrix).
+- labels: per label set, predicted vs expected (scikit-learn accuracy, macro-F1, confusion matrix).
 
-Results go to `<out>/results.jsonl`, one line per item, appended and flushed as each item finishes,
-so a crashed or interrupted run resumes where it stopped: finished items (passed or failed) are not
-redone, and a half-written last line is dropped. An item that fails (unreadable media, a path outside
-the pack) is recorded with its error and the run goes on. `summary.json` and the plots
-(`metrics.png`, `confusion-<set>.png`) are rebuilt from all records at the end.
+This module scores; running is the batch evaluation runner's job (`polyglm.evaluation`): `polyglm
+scenarios eval NAME` is `polyglm eval --task scenario:NAME` on the pack's eval set, with the same
+resumable predictions.jsonl, metrics.json and report.html as every other task.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import re
-import time
 import unicodedata
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tqdm import tqdm
-
-from polyglm.platform.errors import InputError, PolyglmError
+from polyglm.evaluation.metrics import classification_metrics
+from polyglm.platform.errors import InputError
 from polyglm.platform.loader import Platform
 from polyglm.platform.paths import resolve_inside
-from polyglm.scenarios.loader import load_pack, read_jsonl
+from polyglm.scenarios.loader import load_pack
 from polyglm.scenarios.schema import ScenarioPack
 
-RESULTS = "results.jsonl"
-SUMMARY = "summary.json"
 _DASHES = re.compile(r"[\u2010-\u2015\u2212\uff0d~～]")
 
 
 @dataclass(frozen=True)
 class EvalOptions:
-    """What to evaluate and where the results go."""
+    """`polyglm scenarios eval`: what to evaluate and where the results go."""
 
     scenario: str  # pack name
     profile: str = "tiny"  # model profile
-    out: Path | None = None  # results folder; default runs/eval/<profile>-<scenario>
+    out: Path | None = None  # run folder; default runs/eval/<profile>-scenario-<scenario>
     limit: int | None = None  # first N items (after the language filter and stride); None = all
     stride: int = 1  # every k-th item: a quick run that still covers every kind of item (eval sets are grouped)
     langs: tuple[str, ...] = ()  # only these languages; empty = every language of the pack
@@ -57,9 +50,27 @@ class EvalOptions:
     packs_dir: Path | None = None  # where packs live; default polyglm/scenarios/packs
     max_new_tokens: int | None = None  # cap replies below the pack's default (quicker CPU runs); None = pack's
 
-    @property
-    def folder(self) -> Path:
-        return self.out or Path("runs") / "eval" / f"{self.profile}-{self.scenario}"
+    def run_options(self) -> Any:
+        from polyglm.evaluation.runner import RunOptions
+
+        overrides = {k: v for k, v in (("max_new_tokens", self.max_new_tokens), ("finetuned", self.finetuned),
+                                       ("packs_dir", self.packs_dir and str(self.packs_dir))) if v}  # fmt: skip
+        return RunOptions(task=f"scenario:{self.scenario}", out=self.out, profile=self.profile, limit=self.limit,
+                          stride=self.stride, langs=self.langs, retry_failed=self.retry_failed,
+                          task_overrides=overrides)  # fmt: skip
+
+
+def evaluate_scenario(options: EvalOptions, platform: Platform | None = None, progress: bool = True) -> dict[str, Any]:
+    """Run (or resume) the pack's evaluation on the batch runner; returns the scenario summary of metrics.json."""
+    from polyglm.evaluation.runner import run_eval
+
+    pack = load_pack(options.scenario, packs_dir=options.packs_dir)
+    unknown = sorted(set(options.langs) - set(pack.languages))
+    if unknown:
+        raise InputError(f"scenario {pack.name!r} has no language {unknown}; it has {list(pack.languages)}")
+    result = run_eval(options.run_options(), platform=platform, progress=progress)
+    return {**result.metrics["scenario"], "items": result.items, "failed": result.metrics["failed"],
+            "scenario": pack.name, "profile": options.profile, "folder": str(result.folder)}  # fmt: skip
 
 
 # ---------------------------------------------------------------- scoring one item
@@ -181,98 +192,6 @@ def item_kind(item: Mapping) -> str:
     return "tool" if item.get("expected_tool_calls") else "question"
 
 
-# ---------------------------------------------------------------- the results file (resumable)
-
-
-def read_records(path: Path) -> list[dict]:
-    """Every complete record; a line cut off by a crash is dropped from the file so appends stay valid."""
-    if not path.is_file():
-        return []
-    lines = path.read_text(encoding="utf-8").splitlines()
-    records, kept = [], []
-    for line in lines:
-        try:
-            records.append(json.loads(line))
-            kept.append(line)
-        except json.JSONDecodeError:
-            continue
-    if len(kept) != len(lines):
-        path.write_text("".join(f"{line}\n" for line in kept), encoding="utf-8")
-    return records
-
-
-def append_record(path: Path, record: Mapping) -> None:
-    with path.open("a", encoding="utf-8") as out:
-        out.write(json.dumps(record, ensure_ascii=False) + "\n")
-        out.flush()
-        os.fsync(out.fileno())
-
-
-def select_items(pack: ScenarioPack, options: EvalOptions) -> list[dict]:
-    items = read_jsonl(pack, pack.eval_set)
-    unknown = sorted(set(options.langs) - set(pack.languages))
-    if unknown:
-        raise InputError(f"scenario {pack.name!r} has no language {unknown}; it has {list(pack.languages)}")
-    if options.stride < 1:
-        raise InputError(f"stride must be 1 or more (every k-th item), got {options.stride}")
-    chosen = [item for item in items if not options.langs or item["lang"] in options.langs][:: options.stride]
-    return chosen[: options.limit] if options.limit is not None else chosen
-
-
-def evaluate_scenario(
-    options: EvalOptions,
-    platform: Platform | None = None,
-    assistant_for: Callable[[str], Any] | None = None,
-    progress: bool = True,
-) -> dict[str, Any]:
-    """Run (or resume) the evaluation; returns the summary also written to `summary.json`."""
-    pack = load_pack(options.scenario, packs_dir=options.packs_dir)
-    items = select_items(pack, options)
-    folder = options.folder
-    folder.mkdir(parents=True, exist_ok=True)
-    results = folder / RESULTS
-    records = {r["id"]: r for r in read_records(results)}
-    todo = [i for i in items if i["id"] not in records or (options.retry_failed and "error" in records[i["id"]])]
-    assistant_for = assistant_for or _assistants(platform, pack, options)
-    for item in tqdm(todo, desc=f"eval {pack.name}", unit="item", disable=not progress):
-        started = time.perf_counter()
-        try:
-            record = run_item(assistant_for(item["lang"]), pack, item)
-        except PolyglmError as exc:  # this item's problem (bad media, a refused path): record it, go on
-            record = {"id": item["id"], "lang": item["lang"], "kind": item_kind(item), "error": str(exc)}
-        record["seconds"] = round(time.perf_counter() - started, 2)
-        append_record(results, record)
-        records[item["id"]] = record
-    wanted = [records[i["id"]] for i in items if i["id"] in records]
-    summary = summarise(wanted, pack) | {"scenario": pack.name, "profile": options.profile, "stride": options.stride,
-                                          "max_new_tokens": options.max_new_tokens or pack.generation.max_new_tokens,
-                                          "finetuned": options.finetuned, "results": str(results)}  # fmt: skip
-    (folder / SUMMARY).write_text(json.dumps(summary, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
-    plot_summary(summary, folder)
-    return summary
-
-
-def _assistants(platform: Platform | None, pack: ScenarioPack, options: EvalOptions) -> Callable[[str], Any]:
-    from polyglm.pipelines.scenario_chat import ScenarioAssistant
-    from polyglm.platform.loader import load_platform
-
-    platform = platform or load_platform(options.profile)
-    if options.finetuned:
-        from polyglm.pipelines.finetune import load_finetuned
-
-        load_finetuned(platform, options.scenario)
-    cache: dict[str, Any] = {}
-
-    def assistant_for(lang: str) -> Any:
-        if lang not in cache:
-            cache[lang] = ScenarioAssistant(
-                platform=platform, pack=pack, lang=lang, max_new_tokens=options.max_new_tokens
-            )
-        return cache[lang]
-
-    return assistant_for
-
-
 # ---------------------------------------------------------------- summary and plots
 
 
@@ -326,69 +245,12 @@ def summarise(records: Sequence[Mapping], pack: ScenarioPack) -> dict[str, Any]:
 def label_report(
     records: Sequence[Mapping], label_sets: Mapping[str, Sequence[str]], key: str = "labels"
 ) -> dict[str, dict]:
-    """Accuracy, majority-class baseline, macro-F1 and the confusion matrix (rows expected) per label set."""
+    """Per label set: accuracy, majority-class baseline, macro-F1, per-class scores and the confusion matrix
+    (rows expected, columns predicted, in the pack's label order)."""
     report = {}
     for name, labels in label_sets.items():
         pairs = [(r[key][name]["expected"], r[key][name]["predicted"]) for r in records
                  if name in r.get(key, {})]  # fmt: skip
-        if not pairs:
-            continue
-        matrix = [[sum(1 for e, p in pairs if e == row and p == col) for col in labels] for row in labels]
-        f1s = []
-        for i in range(len(labels)):
-            true_positive = matrix[i][i]
-            predicted, actual = sum(row[i] for row in matrix), sum(matrix[i])
-            if actual:
-                f1s.append(2 * true_positive / (predicted + actual) if predicted + actual else 0.0)
-        majority = max(sum(1 for e, _ in pairs if e == label) for label in labels)
-        report[name] = {
-            "labels": list(labels),
-            "accuracy": round(sum(e == p for e, p in pairs) / len(pairs), 4),
-            "majority_baseline": round(majority / len(pairs), 4),
-            "macro_f1": round(sum(f1s) / len(f1s), 4) if f1s else None,
-            "confusion": matrix,
-            "items": len(pairs),
-        }
+        if pairs:
+            report[name] = classification_metrics([e for e, _ in pairs], [p for _, p in pairs], labels)
     return report
-
-
-def plot_summary(summary: Mapping[str, Any], folder: Path) -> None:
-    """metrics.png: one bar per metric; confusion-<set>.png per label set."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    shown = {k: v for k, v in summary["metrics"].items() if v is not None}
-    if shown:
-        fig, ax = plt.subplots(figsize=(8, 0.45 * len(shown) + 1.2))
-        ax.barh(list(shown), list(shown.values()), color="#3b7dd8")
-        ax.set_xlim(0, 1)
-        for y, value in enumerate(shown.values()):
-            ax.text(min(value + 0.01, 0.9), y, f"{value:.2f}", va="center")
-        ax.invert_yaxis()
-        ax.set_title(f"{summary.get('scenario', '')} on {summary.get('profile', '')} ({summary['items']} items)")
-        fig.tight_layout()
-        fig.savefig(folder / "metrics.png", dpi=110)
-        plt.close(fig)
-    reports = [(f"confusion-{n}", "LM scores", r) for n, r in summary["labels"].items()]
-    reports += [
-        (f"confusion-{n}-neighbours", "neighbour vote", r) for n, r in summary.get("labels_neighbours", {}).items()
-    ]
-    for file, method, report in reports:
-        name, labels = file.removeprefix("confusion-"), report["labels"]
-        fig, ax = plt.subplots(figsize=(1.0 * len(labels) + 2, 0.8 * len(labels) + 1.5))
-        ax.imshow(report["confusion"], cmap="Blues")
-        ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
-        ax.set_yticks(range(len(labels)), labels)
-        for i, row in enumerate(report["confusion"]):
-            for j, count in enumerate(row):
-                ax.text(j, i, str(count), ha="center", va="center")
-        ax.set_xlabel("predicted")
-        ax.set_ylabel("expected")
-        ax.set_title(
-            f"{name} ({method}): accuracy {report['accuracy']:.2f}, majority {report['majority_baseline']:.2f}"
-        )
-        fig.tight_layout()
-        fig.savefig(folder / f"{file}.png", dpi=110)
-        plt.close(fig)

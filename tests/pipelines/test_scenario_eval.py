@@ -1,4 +1,5 @@
-"""`polyglm scenarios eval`: scoring rules, per-item failures, resuming after a crash, summary and plots."""
+"""`polyglm scenarios eval` (the `scenario:<pack>` task of the batch runner): scoring rules, per-item
+failures, resuming after a crash, metrics and report."""
 
 import json
 import shutil
@@ -8,14 +9,13 @@ from pathlib import Path
 
 import pytest
 
+from polyglm.evaluation.runner import PREDICTIONS, read_records
 from polyglm.pipelines.scenario_eval import (
-    RESULTS,
     EvalOptions,
     evaluate_scenario,
     facts_found,
     label_report,
     normalise,
-    read_records,
     score_tools,
     value_matches,
 )
@@ -85,42 +85,37 @@ def test_bad_media_fails_its_item_only_and_the_rest_is_scored(tiny_platform, tmp
     assert set(failed) == {"outside", "corrupt"}
     assert "outside the scenario pack folder" in failed["outside"] and "broken.png" in failed["corrupt"]
     assert summary["counts"]["labelled"] == 1 and summary["metrics"]["polarity_accuracy"] is not None
-    assert (tmp_path / "run" / "metrics.png").stat().st_size > 0
-    assert (tmp_path / "run" / "confusion-polarity.png").stat().st_size > 0
+    report = (tmp_path / "run" / "report.html").read_text()
+    assert 'alt="metrics"' in report and 'alt="confusion: polarity"' in report and "outside the scenario pack" in report
 
 
 @pytest.mark.usefixtures("isolated_cache")
-def test_a_crashed_run_resumes_without_redoing_finished_items(tiny_platform, tmp_path):
-    from polyglm.pipelines.scenario_chat import ScenarioAssistant
+def test_a_crashed_run_resumes_without_redoing_finished_items(tiny_platform, tmp_path, monkeypatch):
+    from polyglm.evaluation.predictors import ScenarioPredictor
 
-    pack = load_pack("customer_service")
     options = EvalOptions(scenario="customer_service", profile="tiny", out=tmp_path / "run", limit=3)
     answered: list[str] = []
+    real = ScenarioPredictor.predict
 
     def crashing_after(count: int):
-        def assistant_for(lang: str):
-            assistant = ScenarioAssistant(tiny_platform, pack, lang)
-            real = assistant.respond
+        def predict(self, rows):
+            if len(answered) == count:
+                raise KeyboardInterrupt  # the process dies mid-run
+            answered.extend(row.id for row in rows)
+            return real(self, rows)
 
-            def respond(message, **kwargs):
-                if len(answered) == count:
-                    raise KeyboardInterrupt  # the process dies mid-run
-                answered.append(message)
-                return real(message, **kwargs)
+        return predict
 
-            assistant.respond = respond
-            return assistant
-
-        return assistant_for
-
+    monkeypatch.setattr(ScenarioPredictor, "predict", crashing_after(2))
     with pytest.raises(KeyboardInterrupt):
-        evaluate_scenario(options, assistant_for=crashing_after(2), progress=False)
-    results = tmp_path / "run" / RESULTS
+        evaluate_scenario(options, platform=tiny_platform, progress=False)
+    results = tmp_path / "run" / PREDICTIONS
     with results.open("a", encoding="utf-8") as out:
         out.write('{"id": "cs-eval-003", "lang": "en", "ans')  # a line cut off by the crash
     assert [r["id"] for r in read_records(results)] == ["cs-eval-001", "cs-eval-002"]
-    summary = evaluate_scenario(options, assistant_for=crashing_after(99), progress=False)
-    assert len(answered) == 3  # 2 before the crash + only the missing one after
+    monkeypatch.setattr(ScenarioPredictor, "predict", crashing_after(99))
+    summary = evaluate_scenario(options, platform=tiny_platform, progress=False)
+    assert answered == ["cs-eval-001", "cs-eval-002", "cs-eval-003"]  # only the missing one after the crash
     assert summary["items"] == 3 and not summary["failed"]
     assert [r["id"] for r in read_records(results)] == ["cs-eval-001", "cs-eval-002", "cs-eval-003"]
 
@@ -134,22 +129,24 @@ def test_cli_eval_prints_metrics_and_writes_the_summary(tiny_platform, tmp_path)
     assert out.returncode == 0, out.stderr
     summary = json.loads(out.stdout)
     assert summary["items"] == 2 and summary["metrics"]["escalation_recall"] == 1.0
-    assert json.loads((tmp_path / "run" / "summary.json").read_text()) == summary
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["scenario"]["metrics"] == summary["metrics"] and metrics["task"] == "scenario:medical"
 
 
 def test_stride_and_language_pick_a_spread_of_items():
-    from polyglm.pipelines.scenario_eval import select_items
+    from polyglm.evaluation.manifest import read_manifest
+    from polyglm.evaluation.runner import RunOptions, resolve_task, select_rows
     from polyglm.platform.errors import InputError
 
-    pack = load_pack("medical")
-    every = select_items(pack, EvalOptions(scenario="medical"))
-    assert [i["id"] for i in select_items(pack, EvalOptions(scenario="medical", stride=3))] == [
-        i["id"] for i in every[::3]
-    ]
-    chinese = select_items(pack, EvalOptions(scenario="medical", langs=("zh",), limit=4))
-    assert len(chinese) == 4 and {i["lang"] for i in chinese} == {"zh"}
+    task = resolve_task(RunOptions(task="scenario:medical"))
+    manifest = read_manifest(load_pack("medical").eval_set, task.columns, task.target)
+    every = select_rows(manifest, RunOptions(task="scenario:medical"))
+    strided = select_rows(manifest, RunOptions(task="scenario:medical", stride=3))
+    assert [r.id for r in strided] == [r.id for r in every[::3]] and len(every) > 30
+    chinese = select_rows(manifest, RunOptions(task="scenario:medical", langs=("zh",), limit=4))
+    assert len(chinese) == 4 and {r.lang for r in chinese} == {"zh"}
     with pytest.raises(InputError, match="no language"):
-        select_items(pack, EvalOptions(scenario="medical", langs=("fr",)))
+        evaluate_scenario(EvalOptions(scenario="medical", langs=("fr",)))
 
 
 @pytest.mark.usefixtures("isolated_cache")
