@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from polyglm.platform.config import MediaPolicy
 from polyglm.platform.fusion import MediaFeatures
 from polyglm.platform.loader import Platform
@@ -96,12 +98,71 @@ def read_attachments(
                 continue
             mm = multimodal_for(platform)
             names = [f"{modality} {i}" for i in range(1, len(items) + 1)]
-            features += mm.project(modality, mm.encoder_features(modality, items), names)
-    ocr = [ocr_text(platform, image) for image in media["image"]] if policy.ocr else []
-    transcripts = (
-        [platform.speech.transcribe(clip)["text"].strip() for clip in media["audio"]] if policy.transcript else []
-    )
+            features += mm.project(modality, cached_encoder_features(platform, modality, items), names)
+    ocr, transcripts = [], []
+    if policy.ocr:
+        ocr = cached_texts(platform, "ocr", media["image"], lambda image: ocr_text(platform, image))
+    if policy.transcript:
+        transcripts = cached_texts(platform, "speech", media["audio"], lambda clip: transcript(platform, clip))
     return ReadAttachments(features, ocr, transcripts, notes)
+
+
+# ---------------------------------------------------------------- the media cache
+# Encoder features, OCR text and transcripts of the same image or clip are the same every time: they are
+# kept in the feature cache (POLYGLM_CACHE/features, least-recently-used within its size bound), keyed by
+# the decoded content and the part's weights hash, so a rerun over a dataset (a second eval run, another
+# prompt on the same photos) does not encode, read or transcribe anything twice. Features come back
+# through the cache's storage dtype on the first run too, so a result never depends on a hit or a miss.
+
+
+def media_cache(platform: Platform) -> Any:
+    from polyglm.platform.feature_cache import CacheOptions, FeatureCache
+
+    return platform.cached(
+        "media_cache", lambda: FeatureCache(CacheOptions(root=platform.settings.cache_dir / "features"))
+    )
+
+
+def media_bytes(item: Any) -> bytes:
+    """What identifies a decoded image (mode, size, pixels) or clip (dtype, samples)."""
+    if hasattr(item, "tobytes") and hasattr(item, "mode"):
+        return f"image:{item.mode}:{item.size}:".encode() + item.tobytes()
+    array = np.ascontiguousarray(item)
+    return f"clip:{array.dtype}:{array.shape}:".encode() + array.tobytes()
+
+
+def part_key(platform: Platform, role: str, what: str) -> str:
+    from polyglm.platform.multimodal import part_identity
+
+    name, weights = part_identity(platform, role)
+    return f"{name}@{weights}/{what}"
+
+
+def cached_encoder_features(platform: Platform, modality: str, items: Sequence[Any]) -> list[Any]:
+    mm = multimodal_for(platform)
+    return media_cache(platform).get_or_compute(
+        part_key(platform, MODALITY_ROLE[modality], "features"),
+        [media_bytes(item) for item in items],
+        lambda missing: mm.encoder_features(modality, [items[i] for i in missing]),
+    )
+
+
+def cached_texts(platform: Platform, role: str, items: Sequence[Any], read: Any) -> list[str]:
+    """OCR text or transcripts, one per item, stored as UTF-8 bytes (a leading marker keeps "" non-empty)."""
+    if not items:
+        return []
+    stored = media_cache(platform).get_or_compute(
+        part_key(platform, role, "text"),
+        [media_bytes(item) for item in items],
+        lambda missing: [text_tensor(read(items[i])) for i in missing],
+    )
+    return [bytes(t.tolist())[1:].decode() for t in stored]
+
+
+def text_tensor(text: str) -> Any:
+    import torch
+
+    return torch.frombuffer(bytearray(b"T" + text.encode()), dtype=torch.uint8)
 
 
 def transcript(platform: Platform, clip: Any) -> str:
