@@ -277,7 +277,8 @@ def cmd_app(args: argparse.Namespace) -> int:
         raise InputError(f"--max-upload-mb must be at least 1, got {args.max_upload_mb}")
     # No file watcher: watching the repo (and .venv) overflows inotify and reruns scripts mid-reply.
     # maxUploadSize: Streamlit refuses a larger file in the browser, before any byte reaches polyglm.
-    switches = [flag for flag, off in (("--no-training", args.no_training), ("--no-load-all", args.no_load_all)) if off]
+    offered = (("--no-training", args.no_training), ("--no-load-all", args.no_load_all), ("--no-batch", args.no_batch))
+    switches = [flag for flag, off in offered if off]
     command = [
         sys.executable, "-m", "streamlit", "run", str(STREAMLIT_APP),
         "--server.port", str(args.port), "--server.address", args.address, "--server.headless", "true",
@@ -470,7 +471,7 @@ def build_parser() -> argparse.ArgumentParser:
     app = commands.add_parser(
         "app", help="start the Streamlit app (Assistants, Models & training)",
         epilog="examples: polyglm app --profile offline   (this machine only, http://127.0.0.1:8501); "
-        "polyglm app --address 0.0.0.0 --no-training --no-load-all --max-upload-mb 20   (a shared deployment)",
+        "polyglm app --address 0.0.0.0 --no-training --no-load-all --no-batch --max-upload-mb 20   (shared)",
     )  # fmt: skip
     _profile_arg(app)
     app.add_argument("--port", type=int, default=8501)
@@ -480,6 +481,7 @@ def build_parser() -> argparse.ArgumentParser:
     app.add_argument("--max-upload-mb", type=int, default=50, help="largest upload the browser may send (MB)")
     app.add_argument("--no-training", action="store_true", help="hide the training controls (shared deployments)")
     app.add_argument("--no-load-all", action="store_true", help="hide the button that loads every model part")
+    app.add_argument("--no-batch", action="store_true", help="switch off batch evaluation runs (shared deployments)")
     app.set_defaults(handler=cmd_app)
 
     sentiment = commands.add_parser(

@@ -21,6 +21,7 @@ class AppSettings:
     profile: str = DEFAULT_PROFILE  # the profile a new browser session starts on
     training: bool = True  # training controls on the Models page (`--no-training` hides them)
     load_all: bool = True  # the Models page's "Load all parts" button (`--no-load-all` hides it)
+    batch: bool = True  # the Batch evaluation page's runs (`--no-batch` switches them off)
 
 
 def app_settings(argv: list[str] | None = None) -> AppSettings:
@@ -29,8 +30,9 @@ def app_settings(argv: list[str] | None = None) -> AppSettings:
     parser.add_argument("--profile", default=DEFAULT_PROFILE)
     parser.add_argument("--no-training", dest="training", action="store_false")
     parser.add_argument("--no-load-all", dest="load_all", action="store_false")
+    parser.add_argument("--no-batch", dest="batch", action="store_false")
     args = parser.parse_known_args(sys.argv[1:] if argv is None else argv)[0]
-    return AppSettings(profile=args.profile, training=args.training, load_all=args.load_all)
+    return AppSettings(profile=args.profile, training=args.training, load_all=args.load_all, batch=args.batch)
 
 
 @st.cache_resource(show_spinner=False)

@@ -30,12 +30,12 @@ def test_a_shared_deployment_passes_its_switches_to_the_script(started):
     from polyglm.ui.state import app_settings
 
     cli.main(["app", "--profile", "tiny", "--address", "0.0.0.0", "--max-upload-mb", "5", "--no-training",
-              "--no-load-all"])  # fmt: skip
+              "--no-load-all", "--no-batch"])  # fmt: skip
     [argv] = started
     assert _option(argv, "--server.address") == "0.0.0.0" and _option(argv, "--server.maxUploadSize") == "5"
     script_args = argv[argv.index("--") + 1 :]
     settings = app_settings(script_args)
-    assert (settings.profile, settings.training, settings.load_all) == ("tiny", False, False)
+    assert (settings.profile, settings.training, settings.load_all, settings.batch) == ("tiny", False, False, False)
     assert app_settings(["--profile", "tiny"]).training  # on by default
 
 
