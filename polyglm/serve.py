@@ -185,6 +185,21 @@ def create_app(options: ServeOptions, platform=None):
             return StreamingResponse(turn.sse(worker), media_type="text/event-stream")
         return turn.completion()
 
+    @app.post("/v1/sentiment")
+    async def sentiment(request: Request):
+        try:
+            body = json.loads(await request.body())
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise ApiError(400, "the request body is not valid JSON") from None
+        if not isinstance(body, dict):
+            raise ApiError(400, "the request body must be a JSON object")
+        try:
+            text, files, scenario = sentiment_inputs(body, options.media_root)
+            result = await run_in_threadpool(sentiment_locked, worker, platform, text, files, scenario)
+        except PolyglmError as exc:
+            raise ApiError(400, str(exc)) from None
+        return {"object": "sentiment", "model": PLAIN_MODEL, **result.as_dict()}
+
     return app
 
 
@@ -192,6 +207,48 @@ def run_locked(worker: threading.Lock, *args) -> Turn:
     """Model work off the event loop, one request at a time."""
     with worker:
         return Turn.run(*args)
+
+
+def sentiment_inputs(body: dict, root: Path | None) -> tuple[str, list[tuple[str, bytes]], str | None]:
+    """(text, [(file name, bytes)], scenario) of a /v1/sentiment body: `text`, and `images` / `audio` as lists
+    of {"data": base64, "format": "png"} (or, for images, data: URLs and paths under --media-root)."""
+    text = body.get("text", "")
+    if not isinstance(text, str):
+        raise InputError("`text` must be a string")
+    scenario = body.get("scenario")
+    if scenario not in (None, "social_sentiment"):
+        raise InputError(f"scenario {scenario!r} is not a sentiment pack; use social_sentiment or leave it out")
+    files = []
+    for key, default in (("images", "png"), ("audio", "wav")):
+        parts = body.get(key, [])
+        if not isinstance(parts, list):
+            raise InputError(f'`{key}` must be a list of {{"data": base64, "format": "{default}"}} objects')
+        for number, part in enumerate(parts):
+            where = f"{key}[{number}]"
+            if isinstance(part, str):  # an image as a data: URL or a path under the media root
+                data = decode_data_url(part, where) if part.startswith("data:") else local_file(part, root, where)
+                files.append((f"{key}-{number}{_image_suffix(part) or '.' + default}", data))
+            elif isinstance(part, dict):
+                fmt = str(part.get("format", default)).lower().lstrip(".")
+                files.append((f"{key}-{number}.{fmt}", decode_base64(str(part.get("data", "")), where)))
+            else:
+                raise InputError(f'{where} must be {{"data": base64, "format": "{default}"}}')
+    return text, files, scenario
+
+
+def sentiment_locked(worker: threading.Lock, platform, text: str, files: list, scenario: str | None):
+    """Decode (media.py's checks), then analyse under the model lock."""
+    from polyglm.pipelines.attachments import decode_uploads
+    from polyglm.pipelines.sentiment import SentimentInput, analyse, check_input
+
+    check_input(SentimentInput(text=text, images=tuple(files)))  # nothing to judge, too long: before decoding
+    images, audio = decode_uploads(files)
+    names = [name for name, _ in files]
+    item = SentimentInput(text=text, images=tuple(images), audio=tuple(audio),
+                          image_names=tuple(n for n in names if n.startswith("images")),
+                          audio_names=tuple(n for n in names if n.startswith("audio")))  # fmt: skip
+    with worker:
+        return analyse(platform, item, scenario=scenario)
 
 
 def check_key(header: str | None, key: str | None) -> None:

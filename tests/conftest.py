@@ -53,3 +53,15 @@ def isolated_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     cache = tmp_path / "cache"
     monkeypatch.setenv("POLYGLM_CACHE", str(cache))
     return cache
+
+
+@pytest.fixture
+def fresh_media_cache(tiny_platform, tmp_path: Path):
+    """The tiny platform's media cache (features, OCR text, transcripts) in an empty folder for one test, so
+    that what a test spies on (a transcription, an OCR read) really runs instead of coming from the cache."""
+    from polyglm.platform.feature_cache import CacheOptions, FeatureCache
+
+    tiny_platform.forget("media_cache")
+    cache = tiny_platform.cached("media_cache", lambda: FeatureCache(CacheOptions(root=tmp_path / "media-cache")))
+    yield cache
+    tiny_platform.forget("media_cache")

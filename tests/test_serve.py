@@ -159,6 +159,47 @@ def test_bad_requests_are_4xx_and_the_server_stays_up(client, server):
     assert ok.choices[0].message.content is not None
 
 
+def _post_sentiment(server, body, key: str = KEY):
+    import httpx
+
+    return httpx.post(f"{server[0]}/sentiment", json=body, headers={"Authorization": f"Bearer {key}"}, timeout=120)
+
+
+def test_sentiment_endpoint_reads_text_images_and_voice_notes(server, tmp_path):
+    from polyglm.pipelines.sentiment import LABELS
+
+    image = base64.b64encode(base64.b64decode(_data_url(_png("CLOSED MONDAY")).split(",")[1])).decode()
+    body = {"text": "so glad it is the weekend", "images": [{"data": image, "format": "png"}],
+            "audio": [{"data": _wav(tmp_path, "what a lovely day"), "format": "wav"}]}  # fmt: skip
+    answer = _post_sentiment(server, body)
+    assert answer.status_code == 200, answer.text
+    result = answer.json()
+    assert result["object"] == "sentiment" and result["label"] in LABELS
+    assert sum(result["probabilities"].values()) == pytest.approx(1.0, abs=1e-6)
+    assert result["evidence"]["ocr"][0].replace(" ", "") == "CLOSEDMONDAY"
+    assert len(result["evidence"]["transcripts"]) == 1
+    assert result["modalities"][0] == "text" and set(result["attribution"]["alone"]) == set(result["modalities"])
+    local = _post_sentiment(server, {"images": ["sign.png"]})  # a path under --media-root, no text
+    assert local.status_code == 200 and local.json()["evidence"]["ocr"][0].replace(" ", "") == "CLOSEDMONDAY"
+
+
+def test_sentiment_endpoint_refuses_bad_requests_with_4xx(server):
+    assert _post_sentiment(server, {"text": "hi"}, key="wrong").status_code == 401
+    for body, status, message in (
+        ({}, 400, "nothing to analyse"),
+        ({"text": "  "}, 400, "the text is empty"),
+        ({"text": "hi", "images": [{"data": "%%%", "format": "png"}]}, 400, "base64"),
+        ({"text": "hi", "audio": [{"data": base64.b64encode(b"not audio").decode(), "format": "wav"}]}, 400,
+         "audio-0.wav"),
+        ({"text": "hi", "images": "x"}, 400, "`images` must be a list"),
+        ({"text": "hi", "scenario": "medical"}, 400, "not a sentiment pack"),
+        ({"text": "hi", "images": [{"data": "A" * 3_000_000}]}, 413, "limit is 2,000,000"),
+    ):  # fmt: skip
+        answer = _post_sentiment(server, body)
+        assert answer.status_code == status and message in answer.json()["error"]["message"], (body.keys(), answer.text)
+    assert _post_sentiment(server, {"text": "still up"}).status_code == 200
+
+
 @pytest.mark.slow
 def test_a_red_circle_sent_to_the_offline_api_is_seen_through_the_adapter(offline_platform):
     import random

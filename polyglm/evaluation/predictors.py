@@ -25,11 +25,13 @@ def gold(row: Row) -> dict[str, Any]:
     return {k: v for k, v in (("label", row.label), ("score", row.score)) if v is not None}
 
 
-def load_media(row: Row) -> tuple[list, list]:
-    """(images, waveforms) of a row; an unreadable file raises InputError naming it and the fix."""
+def decoded(rows: Sequence[Row], make: Callable[..., Any]) -> list[Any]:
+    """`make(text=, images=, audio=)` per row with its files decoded; an unreadable file raises InputError
+    naming it and the fix."""
     from polyglm.platform.media import load_audio, load_image
 
-    return [load_image(p) for p in row.images], [load_audio(p) for p in row.audio]
+    return [make(text=row.text, images=tuple(load_image(p) for p in row.images),
+                 audio=tuple(load_audio(p) for p in row.audio)) for row in rows]  # fmt: skip
 
 
 def label_record(row: Row, probabilities: dict[str, float], task: Task) -> dict[str, Any]:
@@ -61,10 +63,7 @@ class LabelsPredictor:
     def predict(self, rows: Sequence[Row]) -> list[dict[str, Any]]:
         from polyglm.pipelines.label_scoring import LabelInput, score_labels
 
-        items = []
-        for row in rows:
-            images, audio = load_media(row)
-            items.append(LabelInput(text=row.text, images=tuple(images), audio=tuple(audio)))
+        items = decoded(rows, LabelInput)
         scored = score_labels(self.platform, items, self.task.labels, self.task.instruction, self.task.batch_size)
         return [label_record(row, probs, self.task) for row, probs in zip(rows, scored, strict=True)]
 
@@ -78,10 +77,7 @@ class SentimentPredictor:
     def predict(self, rows: Sequence[Row]) -> list[dict[str, Any]]:
         from polyglm.pipelines.sentiment import SentimentInput, analyse_batch
 
-        inputs = []
-        for row in rows:
-            images, audio = load_media(row)
-            inputs.append(SentimentInput(text=row.text, images=tuple(images), audio=tuple(audio)))
+        inputs = decoded(rows, SentimentInput)
         # attribution (each modality alone and left out) multiplies the work per item: only when the task asks
         attribution = bool(self.task.extra.get("attribution", False))
         results = analyse_batch(self.platform, inputs, attribution=attribution, batch_size=self.task.batch_size)

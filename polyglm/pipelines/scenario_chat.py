@@ -39,11 +39,13 @@ from polyglm.pipelines.attachments import (
     user_content,
 )
 from polyglm.pipelines.chat import validate_messages
-from polyglm.platform.engine import GenerationOptions, choose_labels, stream_tokens
+from polyglm.pipelines.label_scoring import score_conversations
+from polyglm.platform.engine import GenerationOptions, stream_tokens
 from polyglm.platform.errors import InputError
 from polyglm.platform.fusion import render_messages
 from polyglm.platform.loader import Platform
 from polyglm.platform.multimodal import multimodal_for, text_turn
+from polyglm.scenarios.grounding import fallback_answer, pack_terms, unsupported
 from polyglm.scenarios.loader import few_shot_messages, load_pack, read_jsonl, render_system_prompt
 from polyglm.scenarios.retrieval import build_retriever, quote_passages
 from polyglm.scenarios.schema import ScenarioPack
@@ -114,6 +116,7 @@ class ScenarioAssistant:
     demonstrations: int = 4  # classify: labelled training posts most like the post, shown as worked examples
     max_new_tokens: int | None = None  # reply cap below the pack's default (None: the pack's `generation`)
     max_message_chars: int = MAX_MESSAGE_CHARS  # longer user messages are refused with the limit and the fix
+    grounding_guard: bool = True  # answer with a cited passage sentence instead of unsupported specifics
 
     def __post_init__(self) -> None:
         if self.lang not in self.pack.languages:
@@ -219,7 +222,7 @@ class ScenarioAssistant:
             trace.append({"step": "tool", **calls[-1]})
             messages += self._tool_turns(call)
         escalated = bool(trigger) or any((c["result"] or {}).get("escalate") is True for c in calls)
-        answer = TOOL_CALL.sub("", text).strip()
+        answer = self._grounded(TOOL_CALL.sub("", text).strip(), conversation, hits, calls, message, trace)
         return ScenarioReply(
             answer=self._escalated(answer) if escalated else answer,
             citations=[
@@ -283,15 +286,21 @@ class ScenarioAssistant:
                 f"leaving {context - reserved:,}: shorten the message or send it in parts"
             )
 
-    def labels_by_lm(self, message: str, images: Sequence[Any], audio: Sequence[Any]) -> dict[str, dict]:
-        """Constrained scoring after the prompt a chat turn gets (system prompt, guideline passages,
-        few-shot), the nearest labelled posts as worked examples, then the post with its media text."""
-        content, _, _ = self.user_turn(message, images, audio, features=False)  # label scores read token ids
+    def labels_by_lm(
+        self, message: str, images: Sequence[Any], audio: Sequence[Any], read: ReadAttachments | None = None
+    ) -> dict[str, dict]:
+        """Label scores (label_scoring.py, the one scorer) after the prompt a chat turn gets (system prompt,
+        guideline passages, few-shot), the nearest labelled posts as worked examples, then the post: its media
+        through the adapters and its image text and transcripts fenced beside it. `read`: the attachments
+        when the caller has read them already."""
+        read = read if read is not None else self.read(images, audio)
+        content = user_content(message, read, self.lang)
         hits = self.retriever.search(message, lang=self.lang)
         messages = self.prompt(hits, [*self.similar_examples(message), {"role": "user", "content": content}])
-        lm = self.platform.lm
-        with text_turn(self.platform):
-            return choose_labels(lm.model, lm.tokenizer, lm.chat_ids(messages), self.pack.labels)
+        [chosen] = score_conversations(self.platform, [messages], self.pack.labels)
+        return {name: {"label": result["label"],
+                       "probabilities": {label: round(p, 4) for label, p in result["probabilities"].items()}}
+                for name, result in chosen.items()}  # fmt: skip
 
     @cached_property
     def labelled_posts(self) -> tuple[list[tuple[str, str, dict[str, str]]], Any]:
@@ -345,6 +354,30 @@ class ScenarioAssistant:
         nearest = self.nearest_posts(message, self.demonstrations)[::-1]
         return [turn for _, (post, answer, _) in nearest
                 for turn in ({"role": "user", "content": post}, {"role": "assistant", "content": answer})]  # fmt: skip
+
+    @cached_property
+    def grounding_terms(self) -> tuple[str, ...]:
+        return pack_terms(self.pack.root)
+
+    def _grounded(
+        self, answer: str, conversation: Sequence[dict], hits: Sequence[Any], calls: Sequence[dict], message: str,
+        trace: list[dict],
+    ) -> str:  # fmt: skip
+        """The answer, or, when it states a number, place or pack term that nothing it was shown contains, the
+        passage sentence closest to the question, cited (see grounding.py). Support: the system prompt with
+        the passages, the user's turns (with attachment text), tool results. Not the few-shot examples or
+        earlier answers: a number copied from an example is exactly the invention this guards against."""
+        users = [m["content"] for m in conversation if m["role"] == "user"]
+        shown = [self.system_prompt(hits), *(c if isinstance(c, str) else str(c[-1]) for c in users)]
+        shown += [json.dumps(c["result"], ensure_ascii=False) for c in calls if c.get("result")]
+        missing = unsupported(answer, shown, self.grounding_terms)
+        step = {"step": "grounding", "unsupported": [c.text for c in missing], "fallback": bool(missing)}
+        trace.append(step)
+        if not missing or not self.grounding_guard:
+            step["fallback"] = False
+            return answer
+        step["model_answer"] = answer
+        return fallback_answer(message, [(h.text, h.citation) for h in hits], self.lang)
 
     def _escalated(self, answer: str) -> str:
         """The escalation text first (once), then what the model said."""

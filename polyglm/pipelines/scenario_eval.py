@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from polyglm.evaluation.metrics import classification_metrics
+from polyglm.pipelines.chat import language_of
 from polyglm.platform.errors import InputError
 from polyglm.platform.loader import Platform
 from polyglm.platform.paths import resolve_inside
@@ -164,6 +165,11 @@ def run_item(assistant: Any, pack: ScenarioPack, item: Mapping) -> dict[str, Any
         "tool_calls": [{k: c[k] for k in ("name", "arguments", "source", "error")} for c in reply.tool_calls],
         "cited": cited,
     }
+    grounding = next((step for step in reply.trace if step["step"] == "grounding"), None)
+    if grounding is not None:
+        record["unsupported"] = grounding["unsupported"]  # in the model's own answer
+        record["fallback"] = grounding["fallback"]  # replaced by the cited passage sentence
+    record["answer_lang"] = language_of(reply.answer)
     if item.get("expected_facts"):
         record["facts"] = facts_found(item["expected_facts"], reply.answer)
         # what retrieval and tools handed the model: a fact there but not in the answer is the LM's miss
@@ -215,6 +221,14 @@ def summarise(records: Sequence[Mapping], pack: ScenarioPack) -> dict[str, Any]:
         "false_escalation_rate": _share(r["escalated"] for r in answered if not r["must_escalate"]),
         "retrieval_hit": _share(r["retrieval_hit"] for r in answered if "retrieval_hit" in r),
         "adversarial_all_facts": _share(all(r.get("facts", [True])) for r in answered if r["kind"] == "adversarial"),
+        # specifics (numbers with units, places, pack terms) that nothing shown supports: the model's answers,
+        # and the answers given (the grounding guard replaces such an answer with a cited passage sentence)
+        "unsupported_model_answers": _share(bool(r["unsupported"]) for r in answered if "unsupported" in r),
+        "unsupported_answers": _share(
+            bool(r["unsupported"]) and not r["fallback"] for r in answered if "unsupported" in r
+        ),
+        "grounding_fallbacks": _share(r["fallback"] for r in answered if "fallback" in r),
+        "answer_language_right": _share(r["answer_lang"] == r["lang"] for r in answered if "answer_lang" in r),
     }
     labels = label_report(ok, pack.labels)
     neighbours = label_report(ok, pack.labels, key="labels_neighbours")
@@ -233,7 +247,11 @@ def summarise(records: Sequence[Mapping], pack: ScenarioPack) -> dict[str, Any]:
             "labelled": sum("labels" in r for r in ok),
         },
         "by_language": {
-            lang: {"facts_recall": _share(f for r in answered if r["lang"] == lang for f in r.get("facts", []))}
+            lang: {
+                "facts_recall": _share(f for r in answered if r["lang"] == lang for f in r.get("facts", [])),
+                "facts_shown": _share(f for r in answered if r["lang"] == lang for f in r.get("facts_shown", [])),
+                "answer_language_right": _share(r.get("answer_lang") == lang for r in answered if r["lang"] == lang),
+            }
             for lang in pack.languages
         },
         "labels": labels,

@@ -40,8 +40,11 @@ class _TokenQueue:
     def __init__(self) -> None:
         self.queue: queue.Queue = queue.Queue()
         self._prompt_seen = False
+        self.cancelled = False  # set when the consumer stops reading: generate() then ends at its next token
 
     def put(self, value) -> None:
+        if self.cancelled:
+            raise _Cancelled()
         if not self._prompt_seen:  # generate() first echoes the prompt; callers want new tokens only
             self._prompt_seen = True
             return
@@ -56,6 +59,10 @@ class _TokenQueue:
             if isinstance(item, BaseException):
                 raise item
             yield item
+
+
+class _Cancelled(Exception):
+    """Raised inside generate() by the streamer once nobody reads its tokens."""
 
 
 def stream_tokens(
@@ -93,11 +100,14 @@ def stream_tokens(
     worker = threading.Thread(target=work, daemon=True)
     worker.start()
     stops = set(stop_ids)
-    for token in streamer:
-        if token in stops:
-            break
-        yield token
-    worker.join()
+    try:
+        for token in streamer:
+            if token in stops:
+                break
+            yield token
+    finally:  # also when the consumer closes the stream early (a stop sequence, a client gone)
+        streamer.cancelled = True
+        worker.join()
 
 
 def generate_ids(
@@ -128,46 +138,117 @@ def generate_batch(
 def choose_labels(
     model: Any, tokenizer: Any, prompt_ids: Sequence[int], label_sets: Mapping[str, Sequence[str]]
 ) -> dict[str, dict[str, Any]]:
-    """Constrained decoding of a one-line JSON answer {"set": "label", ...}: for each label set, every
-    allowed label (with its closing quote) is scored by the model after the prompt and the labels
-    already chosen; the most probable one is kept. Returns set -> {"label", "probabilities"}.
+    """`choose_labels_batch` for one prompt given as token ids."""
+    import torch
 
-    The prompt is run once; each candidate reuses its key/value cache, cropped back afterwards, so a
-    label costs a forward pass over its own few tokens only.
+    ids = torch.tensor([list(prompt_ids)], device=model.device)
+    with torch.inference_mode():
+        embeds = model.get_input_embeddings()(ids)
+    return choose_labels_batch(model, tokenizer, embeds, torch.ones_like(ids), label_sets)[0]
+
+
+def choose_labels_batch(
+    model: Any, tokenizer: Any, inputs_embeds: Any, attention_mask: Any, label_sets: Mapping[str, Sequence[str]]
+) -> list[dict[str, dict[str, Any]]]:
+    """Constrained decoding of a one-line JSON answer {"set": "label", ...} after each prompt of a
+    left-padded batch (`inputs_embeds` (B, L, D), e.g. fused text + media, with its `attention_mask`).
+
+    For each label set, every allowed label (with its closing quote) is scored by the model after the
+    prompt and the labels already chosen; the most probable one is kept. Returns per row
+    set -> {"label", "probabilities", "scores"}: `scores` are the labels' summed token log-probabilities
+    (what a calibration temperature divides), `probabilities` their softmax.
+
+    The prompts run once; each candidate reuses their key/value cache, cropped back afterwards, so a
+    label costs a forward pass over its own few tokens only. Position ids count real tokens only, so a
+    row scores the same in any batch as alone.
     """
     import torch
-    from transformers import DynamicCache
 
-    cache = DynamicCache()
+    rows = _GrowingBatch(model, inputs_embeds, attention_mask)
+    size = inputs_embeds.shape[0]
 
     def encode(text: str) -> list[int]:
         return tokenizer.encode(text, add_special_tokens=False)
 
-    @torch.inference_mode()
-    def log_probs(ids: Sequence[int]) -> torch.Tensor:
-        tensor = torch.tensor([list(ids)], device=model.device)
-        logits = model(input_ids=tensor, cache=cache, use_cache=True).logits[0]
-        return logits.float().log_softmax(-1)
-
-    chosen: dict[str, dict[str, Any]] = {}
-    pending = [*prompt_ids, *encode('{"')]
+    chosen: list[dict[str, dict[str, Any]]] = [{} for _ in range(size)]
+    pending = [encode('{"')] * size
     for name, labels in label_sets.items():
-        last = log_probs([*pending, *encode(f'{name}": "')])[-1]
-        settled = cache.get_seq_length()
-        scores = {}
-        for label in labels:
+        last = rows.extend([[*p, *encode(f'{name}": "')] for p in pending])[:, -1]  # (B, V)
+        settled = rows.state()
+        scores = torch.zeros(size, len(labels))
+        for column, label in enumerate(labels):
             ids = encode(f'{label}"')
-            total = last[ids[0]].item()
+            total = last[:, ids[0]].clone()
             if len(ids) > 1:
-                rest = log_probs(ids[:-1])
-                total += sum(rest[i, token].item() for i, token in enumerate(ids[1:]))
-                cache.crop(settled - cache.get_seq_length())  # negative: tokens to drop
-            scores[label] = total
-        probabilities = torch.tensor(list(scores.values())).softmax(0).tolist()
-        best = max(scores, key=scores.get)
-        chosen[name] = {
-            "label": best,
-            "probabilities": dict(zip(scores, [round(p, 4) for p in probabilities], strict=True)),
-        }
-        pending = encode(f'{best}", "')
+                rest = rows.extend([ids[:-1]] * size)  # (B, k, V): predicts ids[1:]
+                targets = torch.tensor(ids[1:], device=rest.device)
+                total += rest.gather(-1, targets.expand(size, -1).unsqueeze(-1)).squeeze(-1).sum(-1)
+                rows.restore(settled)
+            scores[:, column] = total.cpu()
+        probabilities = scores.softmax(-1)
+        for row in range(size):
+            best = labels[int(scores[row].argmax())]
+            chosen[row][name] = {
+                "label": best,
+                "probabilities": dict(zip(labels, probabilities[row].tolist(), strict=True)),
+                "scores": dict(zip(labels, scores[row].tolist(), strict=True)),
+            }
+        pending = [encode(f'{chosen[row][name]["label"]}", "') for row in range(size)]
     return chosen
+
+
+class _GrowingBatch:
+    """A left-padded batch of prompts extended block by block over one key/value cache.
+
+    Each block holds one token list per row, right-aligned (rows may differ in length; the gaps are
+    masked). Position ids count each row's real tokens, so padding never shifts a row's positions."""
+
+    def __init__(self, model: Any, inputs_embeds: Any, attention_mask: Any) -> None:
+        from transformers import DynamicCache
+
+        self.model, self.cache = model, DynamicCache()
+        self.mask = attention_mask.to(model.device)
+        self.positions = self.mask.sum(1)  # next position of each row
+        first = (self.mask.cumsum(1) - 1).clamp(min=0)
+        # The prompt's logits are not needed (every block starts with the answer's own tokens): keep one row.
+        self._forward(inputs_embeds, first, keep=1)
+
+    def _forward(self, embeds: Any, positions: Any, keep: int = 0) -> Any:
+        import torch
+
+        with torch.inference_mode():
+            out = self.model(
+                inputs_embeds=embeds.to(self.model.device, self.model.dtype),
+                attention_mask=self.mask,
+                position_ids=positions,
+                cache=self.cache,
+                use_cache=True,
+                logits_to_keep=keep,  # 0: all positions
+            )
+            return out.logits.float().log_softmax(-1)
+
+    def extend(self, rows: Sequence[Sequence[int]]) -> Any:
+        """Append one token list per row; log-probabilities (B, width, V), a row's last token last."""
+        import torch
+
+        width = max(len(r) for r in rows)
+        ids = torch.zeros((len(rows), width), dtype=torch.long, device=self.mask.device)
+        block = torch.zeros_like(ids)
+        for i, row in enumerate(rows):
+            ids[i, width - len(row) :] = torch.tensor(list(row), dtype=torch.long)
+            block[i, width - len(row) :] = 1
+        positions = self.positions[:, None] + (block.cumsum(1) - 1).clamp(min=0)
+        self.mask = torch.cat([self.mask, block], 1)
+        self.positions = self.positions + block.sum(1)
+        with torch.inference_mode():
+            embeds = self.model.get_input_embeddings()(ids)
+        return self._forward(embeds, positions)
+
+    def state(self) -> tuple[int, Any]:
+        return self.mask.shape[1], self.positions.clone()
+
+    def restore(self, state: tuple[int, Any]) -> None:
+        """Drop every block appended since `state` was taken."""
+        length, positions = state
+        self.cache.crop(length - self.cache.get_seq_length())  # negative: tokens to drop
+        self.mask, self.positions = self.mask[:, :length], positions

@@ -11,6 +11,7 @@ import pytest
 
 from polyglm.pipelines.scenario_chat import ScenarioAssistant, parse_tool_call, render_tool_call, scenario_assistant
 from polyglm.platform.errors import InputError
+from polyglm.platform.fusion import render_messages
 from polyglm.scenarios.loader import load_pack
 
 PACKS = Path(__file__).resolve().parents[2] / "polyglm" / "scenarios" / "packs"
@@ -64,7 +65,7 @@ def test_tool_call_runs_and_its_result_feeds_the_next_turn(tiny_platform, monkey
     assert call["name"] == "order_lookup" and call["error"] is None and call["result"] and call["source"] == "model"
     observation = seen[1][-1]
     assert observation["role"] == "observation" and json.loads(observation["content"]) == call["result"]
-    assert [step["step"] for step in reply.trace] == ["retrieve", "generate", "tool", "generate"]
+    assert [step["step"] for step in reply.trace] == ["retrieve", "generate", "tool", "generate", "grounding"]
 
 
 def test_bad_tool_calls_become_errors_in_the_trace(tiny_platform, monkeypatch):
@@ -357,6 +358,7 @@ def test_labels_in_a_generated_answer_are_read_when_valid():
     assert labels_in_answer("no json here", sets) == {}
 
 
+@pytest.mark.usefixtures("fresh_media_cache")
 def test_cli_labels_a_post_with_its_photo_and_voice_note(tiny_platform, monkeypatch, tmp_path, capsys):
     """`polyglm chat --labels`: the photo's OCR text and the voice note's transcript are in the prompt the
     labels are scored after, each inside its fence, and the printed labels are the scored ones."""
@@ -376,21 +378,25 @@ def test_cli_labels_a_post_with_its_photo_and_voice_note(tiny_platform, monkeypa
         heard.append((audio, transcribe(audio, *args, **kwargs)))
         return heard[-1][1]
 
-    choose_labels = scenario_chat.choose_labels
+    score_conversations = scenario_chat.score_conversations
 
-    def recording_choose_labels(model, tokenizer, prompt_ids, label_sets):
-        scored.append((tokenizer.decode(prompt_ids), choose_labels(model, tokenizer, prompt_ids, label_sets)))
-        return scored[-1][1]
+    def recording_score_conversations(platform, conversations, label_sets, *args, **kwargs):
+        [messages] = conversations
+        rendered, _ = render_messages(platform.lm.tokenizer, messages)
+        [result] = score_conversations(platform, conversations, label_sets, *args, **kwargs)
+        scored.append(("\n".join(m["content"] for m in rendered), result))
+        return [result]
 
     monkeypatch.setattr(loader, "load_platform", lambda *args, **kwargs: tiny_platform)
     monkeypatch.setattr(tiny_platform.speech, "transcribe", recording_transcribe)
-    monkeypatch.setattr(scenario_chat, "choose_labels", recording_choose_labels)
+    monkeypatch.setattr(scenario_chat, "score_conversations", recording_score_conversations)
     code = cli.main(["chat", "--profile", "tiny", "--scenario", "social_sentiment", "--lang", "zh",
                      "--message", "第一次带我妈看海！", "--image", str(photo), "--audio", str(clip),
                      "--labels", "--label-method", "lm"])  # fmt: skip
     assert code == 0
-    [(prompt, labels)] = scored
-    assert json.loads(capsys.readouterr().out) == labels
+    [(prompt, scores)] = scored
+    labels = json.loads(capsys.readouterr().out)
+    assert {name: r["label"] for name, r in scores.items()} == {name: r["label"] for name, r in labels.items()}
     assert labels["polarity"]["label"] in {"positive", "neutral", "negative"}
     # the photo's text, read by OCR, inside its fence after the post
     assert "第一次带我妈看海！" in prompt and "<<<IMAGE TEXT 1>>>\nSEA VIEW 2026\n<<<END IMAGE TEXT 1>>>" in prompt

@@ -221,14 +221,24 @@ def test_one_eval_item_end_to_end_on_the_tiny_profile(name, tiny_platform, isola
     assert reply.citations, f"{name}: no passage retrieved for eval item {item['id']}"
     assert all(documents[c["doc_id"]].lang == item["lang"] for c in reply.citations), reply.citations
     steps = [step["step"] for step in reply.trace]
-    assert steps[0] == "retrieve" and steps[-1] == "generate", steps
-    assert set(steps[1:-1]) <= {"tool", "escalate", "generate"}, steps  # planner calls come before generation
+    assert steps[0] == "retrieve" and steps[-2:] == ["generate", "grounding"], steps
+    assert set(steps[1:-2]) <= {"tool", "escalate", "generate"}, steps  # planner calls come before generation
     # the planners made the calls the item expects, and the escalation follows the item
     planned = [call["name"] for call in reply.tool_calls if call["source"] == "planner"]
     assert planned == [call["name"] for call in item.get("expected_tool_calls") or []], reply.tool_calls
     assert reply.escalated == bool(item.get("must_escalate"))
-    # the answer is the model's last text without its tool call, after the escalation text when escalated
-    generated = TOOL_CALL.sub("", reply.trace[-1]["text"]).strip()
+    # the answer is the model's last text without its tool call (or, when that states specifics nothing shown
+    # supports, the cited passage sentence that replaces it), after the escalation text when escalated
+    generated = TOOL_CALL.sub("", reply.trace[-2]["text"]).strip()
+    grounding = reply.trace[-1]
+    if grounding["fallback"]:
+        assert grounding["model_answer"] == generated and grounding["unsupported"]
+        generated = reply.answer.removeprefix(pack.safety.escalation[item["lang"]]).strip()
+        assert (
+            any(f"[{c['citation']}]" in generated for c in reply.citations)
+            or "guess" in generated
+            or "猜测" in generated
+        )
     escalation = pack.safety.escalation[item["lang"]]
     assert reply.answer == (f"{escalation}\n\n{generated}".strip() if reply.escalated else generated)
 

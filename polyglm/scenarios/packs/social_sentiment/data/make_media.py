@@ -7,10 +7,11 @@ second run writes nothing. Run from anywhere:
     python polyglm/scenarios/packs/social_sentiment/data/make_media.py [--force] [--no-verify]
 
 Images (224x224 "reaction image" cards, no text in them so OCR cannot read the answer): the background
-colour family follows the gold polarity (warm and bright positive, grey neutral, cool or dark negative), a
-drawn face shows the gold emotion (joy smile, sadness frown and tear, anger slanted brows, fear wide eyes,
-surprise O-mouth, disgust wavy mouth, neutral flat), its size and stroke grow with the intensity, and a few
-simple shapes match the post's `image_hint` (sun, waves, bowl, rain, bus, ball, cat ears, a phone screen...).
+colour is drawn from the post id alone (never from a label: an image model must read the face and the scene,
+not a colour shortcut), a drawn face shows the gold emotion (joy smile, sadness frown and tear, anger slanted
+brows, fear wide eyes, surprise O-mouth, disgust wavy mouth, neutral flat), its size and stroke grow with the
+intensity, and a few simple shapes match the post's `image_hint` (sun, waves, bowl, rain, bus, ball, cat ears,
+a phone screen...).
 
 Voice notes: Debian's `espeak-ng` speaks the post text (hashtags, emoji and links dropped; voice `cmn` for
 Chinese, `en-us`/`en` variants for English) at a speed, pitch and loudness set by the emotion and the
@@ -196,10 +197,8 @@ def mix(a: Colour, b: Colour, t: float) -> Colour:
     return tuple(round(x + (y - x) * t) for x, y in zip(a, b, strict=True))
 
 
-# --- colours from the gold labels
+# --- colours
 
-# Negative emotions each get their own cool or dark hue; positive and neutral posts share a family.
-NEGATIVE_HUE = {"sadness": 215, "fear": 265, "anger": 348, "disgust": 78, "surprise": 235}
 FACE = {
     "joy": (255, 212, 60),
     "surprise": (255, 220, 95),
@@ -211,22 +210,15 @@ FACE = {
 }
 
 
-def background_colours(post: dict, rng: random.Random, night: bool) -> tuple[Colour, Colour]:
-    """(top, bottom) of the card's vertical gradient: the colour family carries the polarity."""
-    polarity, emotion, intensity = post["polarity"], post["emotion"], post["intensity"]
-    if polarity == "positive":
-        hue = rng.uniform(28, 52)
-        top = hsv(hue, 0.28 + 0.08 * intensity, 1.0)
-        bottom = hsv(hue - rng.uniform(12, 22), 0.4 + 0.08 * intensity, 0.98)
-    elif polarity == "neutral":
-        hue = rng.choice([rng.uniform(195, 225), rng.uniform(30, 50)])
-        top = hsv(hue, rng.uniform(0.04, 0.1), rng.uniform(0.86, 0.92))
-        bottom = hsv(hue, rng.uniform(0.06, 0.12), rng.uniform(0.74, 0.8))
-    else:
-        hue = NEGATIVE_HUE.get(emotion, 225) + rng.uniform(-8, 8)
-        value = 0.62 - 0.05 * intensity
-        top = hsv(hue, 0.3 + 0.06 * intensity, value + 0.08)
-        bottom = hsv(hue + rng.uniform(-10, 10), 0.38 + 0.06 * intensity, value - 0.08)
+def background_colours(post_id: str, night: bool) -> tuple[Colour, Colour]:
+    """(top, bottom) of the card's vertical gradient, drawn from the post id alone: every colour family (warm,
+    grey, cool, dark) for every label, so an image model cannot read the label off the background."""
+    rng = random.Random(seed_for(post_id, "background"))
+    hue = rng.uniform(0, 360)
+    saturation, value = rng.choice([(0.45, 1.0), (0.08, 0.88), (0.35, 0.62), (0.4, 0.8)])  # warm/grey/dark/cool
+    saturation, value = saturation + rng.uniform(-0.05, 0.1), value + rng.uniform(-0.06, 0.0)
+    top = hsv(hue, saturation, value)
+    bottom = hsv(hue + rng.uniform(-20, 20), min(1.0, saturation + 0.1), max(0.0, value - 0.12))
     if night:
         top, bottom = mix(top, (18, 22, 48), 0.55), mix(bottom, (18, 22, 48), 0.4)
     return top, bottom
@@ -975,7 +967,7 @@ def render_image(post: dict) -> Image.Image:
     hint = post.get("image_hint", "").lower()
     parts = pick_scene(scene_elements(hint))
     night = "moon" in parts["sky"]
-    top, bottom = background_colours(post, rng, night)
+    top, bottom = background_colours(post["id"], night)
     image = gradient(top, bottom)
     c = Canvas(image)
     scene = Scene(c, rng, post, hint, top, bottom, night)

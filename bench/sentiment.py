@@ -1,0 +1,140 @@
+"""Sentiment performance, measured side by side in one run (ratios, no absolute promises).
+
+1. label scoring vs greedy generation (up to 16 new tokens, the label parsed from the text), one item at
+   a time, on the same items (the social_sentiment pack's eval posts): items/s and accuracy;
+2. batched scoring (--batch-size) vs one by one: items/s;
+3. scoring items/s as a fraction of the FLOP-bound limit: items/s x FLOPs per item / the matmul rate
+   measured here in the LM's dtype (FLOPs per item: 2 x the LM's non-embedding parameters x tokens
+   forwarded, plus the LM head on the label tokens; attention's own FLOPs left out);
+4. a 10-second voice note end to end (decode, Whisper transcript, audio adapter, scoring);
+5. peak RSS.
+
+    python bench/sentiment.py [--profile offline] [--items 40] [--batch-size 8]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def matmul_rate(dtype, size: int = 1024, repeats: int = 5) -> float:
+    import torch
+
+    a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
+    a @ b
+    started = time.perf_counter()
+    for _ in range(repeats):
+        a @ b
+    return 2 * size**3 * repeats / (time.perf_counter() - started)
+
+
+def main(argv: list[str] | None = None) -> int:
+    import torch
+
+    from polyglm.pipelines.attachments import ReadAttachments
+    from polyglm.pipelines.chat import language_of
+    from polyglm.pipelines.label_scoring import score_conversations
+    from polyglm.pipelines.sentiment import ANSWER, LABELS, SentimentInput, analyse, sentiment_conversation
+    from polyglm.platform.engine import GenerationOptions, generate_ids
+    from polyglm.platform.fusion import build_batch
+    from polyglm.platform.loader import load_platform
+    from polyglm.platform.media import load_audio
+    from polyglm.scenarios.loader import load_pack
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--profile", default="offline")
+    parser.add_argument("--items", type=int, default=40)
+    parser.add_argument("--batch-size", type=int, default=8)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(int(os.environ.get("BENCH_THREADS", "2")))
+    platform = load_platform(args.profile, device="cpu")
+    lm = platform.lm
+    pack = load_pack("social_sentiment")
+    posts = [json.loads(line) for line in (pack.root / "data" / "posts.jsonl").read_text().splitlines() if line]
+    items = [p for p in posts if p["split"] == "eval"] + [p for p in posts if p["split"] == "train"]
+    items = items[: args.items]
+    gold = [p["polarity"] for p in items]
+    conversations = [sentiment_conversation(p["text"], ReadAttachments(), language_of(p["text"])) for p in items]
+    rows: dict[str, object] = {"profile": args.profile, "items": len(items), "threads": torch.get_num_threads(),
+                               "lm_dtype": str(lm.model.dtype).removeprefix("torch.")}  # fmt: skip
+
+    score_conversations(platform, conversations[:2], {ANSWER: LABELS}, 1)  # warm-up
+    started = time.perf_counter()
+    single = [score_conversations(platform, [c], {ANSWER: LABELS}, 1)[0] for c in conversations]
+    scoring_seconds = time.perf_counter() - started
+    scored = [r[ANSWER]["label"] for r in single]
+
+    options = GenerationOptions(max_new_tokens=16, repetition_penalty=1.0)
+    started = time.perf_counter()
+    generated = []
+    for conversation in conversations:
+        text = lm.tokenizer.decode(generate_ids(lm.model, lm.chat_ids(conversation), lm.stop_token_ids, options))
+        found = sorted((text.lower().find(label), label) for label in LABELS if label in text.lower())
+        generated.append(found[0][1] if found else "")
+    generation_seconds = time.perf_counter() - started
+
+    def accuracy(predicted):
+        return round(sum(p == g for p, g in zip(predicted, gold, strict=True)) / len(gold), 4)
+
+    rows["scoring_items_per_s"] = round(len(items) / scoring_seconds, 3)
+    rows["generation_items_per_s"] = round(len(items) / generation_seconds, 3)
+    rows["scoring_vs_generation_speed"] = round(generation_seconds / scoring_seconds, 2)
+    rows["scoring_accuracy"], rows["generation_accuracy"] = accuracy(scored), accuracy(generated)
+    rows["generation_unparsed"] = generated.count("")
+
+    started = time.perf_counter()
+    batched = score_conversations(platform, conversations, {ANSWER: LABELS}, args.batch_size)
+    batch_seconds = time.perf_counter() - started
+    rows["batched_items_per_s"] = round(len(items) / batch_seconds, 3)
+    rows["batched_vs_single_speed"] = round(scoring_seconds / batch_seconds, 2)
+    rows["batched_max_probability_difference"] = max(
+        abs(b[ANSWER]["probabilities"][k] - s[ANSWER]["probabilities"][k])
+        for b, s in zip(batched, single, strict=True)
+        for k in LABELS
+    )
+
+    # FLOPs per item: prompt tokens + the answer's tokens, through every non-embedding weight; the LM head
+    # only on the rows the scorer keeps (the answer's tokens).
+    parameters = sum(p.numel() for n, p in lm.model.named_parameters() if "embed" not in n)
+    head = lm.model.get_output_embeddings().weight.numel()
+    tokens = [len(build_batch(lm, [c], {}).input_ids[0]) for c in conversations]
+    answer_tokens = sum(len(lm.tokenizer.encode(f'{x}"', add_special_tokens=False)) for x in LABELS) + 8
+    flops = sum(2 * parameters * (t + answer_tokens) + 2 * head * answer_tokens for t in tokens) / len(tokens)
+    rate = matmul_rate(lm.model.dtype)
+    rows["mean_prompt_tokens"] = round(sum(tokens) / len(tokens), 1)
+    rows["gflops_per_item"] = round(flops / 1e9, 2)
+    rows["matmul_gflops_per_s"] = round(rate / 1e9, 1)
+    rows["batched_fraction_of_flop_bound"] = round(rows["batched_items_per_s"] * flops / rate, 3)
+
+    with tempfile.TemporaryDirectory() as folder:
+        note = Path(folder) / "note.wav"
+        text = ("I waited forty minutes for the bus this morning and then it drove straight past me. "
+                "Honestly, what a terrible start to the day, I am so annoyed.")  # fmt: skip
+        subprocess.run(["espeak-ng", "-s", "135", "-w", str(note), text], check=True)
+        seconds = len(load_audio(note)) / 16_000
+        analyse(platform, SentimentInput(audio=(load_audio(note),)), attribution=False)  # warm-up (loads Whisper)
+        started = time.perf_counter()
+        result = analyse(platform, SentimentInput(audio=(load_audio(note),)), attribution=False)
+        rows["voice_note_seconds"] = round(seconds, 1)
+        rows["voice_note_end_to_end_s"] = round(time.perf_counter() - started, 2)
+        rows["voice_note_label"] = result.label
+        rows["voice_note_transcript"] = result.evidence["transcripts"][0][:120]
+    rows["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    for name, value in rows.items():
+        print(f"{name:38s} {value}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

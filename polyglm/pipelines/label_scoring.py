@@ -1,0 +1,121 @@
+"""Label scoring: a probability for every label from one forward pass, for anything that classifies.
+
+An item (text, images, voice notes) becomes a chat prompt the way a chat turn does (attachments.py):
+images and clips go through the profile's encoders and trained adapters and are fused into the LM's
+input embeddings, and their OCR text and transcripts go beside the text as fenced evidence. The
+engine (`choose_labels_batch`) then scores every allowed label word after the prompt, sharing the
+prompt's key/value cache across the candidates: no generated text to parse, and the answer is
+always a valid label.
+
+Prompts with media features and text-only prompts are scored in separate batches: media turns run
+with the stage-2 LoRA switched on (as chat does), text turns with it off. Within a group, prompts
+are left-padded into batches of `batch_size`; a row scores the same in any batch as alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from polyglm.pipelines.attachments import ReadAttachments, has_media, read_attachments, user_content
+from polyglm.pipelines.chat import language_of
+from polyglm.platform.config import MediaPolicy
+from polyglm.platform.engine import choose_labels_batch
+from polyglm.platform.fusion import build_batch
+from polyglm.platform.loader import Platform
+from polyglm.platform.multimodal import multimodal_for, text_turn
+
+ANSWER_NAME = "label"  # the JSON key the scored answer opens with: {"label": "<label>"}
+
+
+@dataclass(frozen=True)
+class LabelInput:
+    """One item to label; any combination of the three (scoring an item with none is refused)."""
+
+    text: str = ""  # the item's own text; may be empty when its media carry it
+    images: tuple = ()  # decoded images (PIL), as polyglm.platform.media.load_image returns them
+    audio: tuple = ()  # 16 kHz mono float32 clips, as polyglm.platform.media.load_audio returns them
+
+
+def answer_format(name: str, labels: Sequence[str]) -> str:
+    """The line that tells the model the answer's shape (the shape the engine scores)."""
+    choices = ", ".join(labels)
+    return f'Answer with one JSON object on one line: {{"{name}": "<{choices.replace(", ", " | ")}>"}} ({choices}).'
+
+
+def read_item(platform: Platform, item: Any, policy: MediaPolicy | None = None) -> ReadAttachments:
+    """The item's media read three ways (adapter features, OCR text, transcripts); nothing for text only."""
+    if not (item.images or item.audio):
+        return ReadAttachments()
+    return read_attachments(platform, item.images, item.audio, policy)
+
+
+def item_conversation(
+    instruction: str, text: str, read: ReadAttachments, lang: str | None = None, demonstrations: Sequence[dict] = ()
+) -> list[dict]:
+    """System instruction, worked examples, then the user turn: media features, the text, fenced evidence."""
+    lang = lang or language_of(f"{text}\n{read.text}")
+    content = user_content(text, read, lang)
+    return [{"role": "system", "content": instruction}, *demonstrations, {"role": "user", "content": content}]
+
+
+def score_conversations(
+    platform: Platform,
+    conversations: Sequence[Sequence[dict]],
+    label_sets: Mapping[str, Sequence[str]],
+    batch_size: int = 8,
+) -> list[dict[str, dict[str, Any]]]:
+    """Label scores after each conversation (ending with the user's turn, whose content may hold media
+    features): per conversation, set -> {"label", "probabilities", "scores"} (see choose_labels_batch)."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    results: list[dict | None] = [None] * len(conversations)
+    with_media = [i for i, c in enumerate(conversations) if has_media(c)]
+    text_only = [i for i, c in enumerate(conversations) if not has_media(c)]
+    for group, media in ((text_only, False), (with_media, True)):
+        for start in range(0, len(group), batch_size):
+            chunk = group[start : start + batch_size]
+            scored = _score_chunk(platform, [conversations[i] for i in chunk], label_sets, media)
+            for index, result in zip(chunk, scored, strict=True):
+                results[index] = result
+    return results  # type: ignore[return-value]
+
+
+def _score_chunk(
+    platform: Platform, conversations: Sequence[Sequence[dict]], label_sets: Mapping[str, Sequence[str]], media: bool
+) -> list[dict[str, dict[str, Any]]]:
+    import torch
+
+    lm = platform.lm
+    # Text-only prompts fuse nothing: no placeholder ids, so a typed "<|image|>" is just text, as in chat.
+    model = multimodal_for(platform) if media else None
+    with torch.inference_mode():
+        batch = build_batch(lm, conversations, model.placeholder_ids if model else {})
+    with model.media_lora_on() if model else text_turn(platform):
+        return choose_labels_batch(lm.model, lm.tokenizer, batch.inputs_embeds, batch.attention_mask, label_sets)
+
+
+def score_labels(
+    platform: Platform,
+    items: Sequence[Any],
+    labels: Sequence[str],
+    instruction: str,
+    batch_size: int = 8,
+    name: str = ANSWER_NAME,
+) -> list[dict[str, float]]:
+    """A probability for every label of each item (objects with `.text`, `.images`, `.audio`, such as
+    LabelInput), in order. `instruction` says what to judge; the answer's JSON shape is appended to it."""
+    from polyglm.platform.errors import InputError
+
+    labels = list(labels)
+    if len(set(labels)) != len(labels) or not labels:
+        raise InputError(f"labels must be distinct and at least one, got {labels}")
+    system = f"{instruction.strip()}\n{answer_format(name, labels)}"
+    conversations = []
+    for number, item in enumerate(items, start=1):
+        if not (str(item.text).strip() or item.images or item.audio):
+            raise InputError(f"item {number} has no text, image or audio: there is nothing to label")
+        conversations.append(item_conversation(system, str(item.text), read_item(platform, item)))
+    scored = score_conversations(platform, conversations, {name: labels}, batch_size)
+    return [result[name]["probabilities"] for result in scored]

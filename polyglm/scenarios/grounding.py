@@ -1,0 +1,214 @@
+"""Is an answer grounded in what the assistant was shown? Numbers, amounts, durations, places and drug names.
+
+A small model fills gaps with invented specifics: a 1-year warranty becomes "8 weeks", the Hangzhou
+warehouse "Guangzhou", a 3-7 day refund "2 weeks". This module finds the specifics an answer states
+(every number with its unit, every city of the gazetteer, every term of the pack's
+`data/grounding_terms.txt` such as drug names, every web or mail domain) and calls one unsupported when
+it appears in none of the retrieved passages, the tool results or the user's own message. The scenario assistant then
+answers with the passage sentence closest to the question, cited, instead of the guess (an extractive
+fallback: a quoted fact is never wrong, an invented one can hurt), and `scenarios eval` counts
+unsupported answers before and after that guard.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+import unicodedata
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+# Major cities, English and Chinese: the places a support answer invents most.
+CITY_NAMES = (
+    "beijing", "北京", "shanghai", "上海", "guangzhou", "广州", "shenzhen", "深圳", "hangzhou", "杭州",
+    "nanjing", "南京", "chengdu", "成都", "wuhan", "武汉", "xi'an", "西安", "chongqing", "重庆", "tianjin", "天津",
+    "suzhou", "苏州", "xiamen", "厦门", "qingdao", "青岛", "dalian", "大连", "shenyang", "沈阳", "changsha", "长沙",
+    "zhengzhou", "郑州", "jinan", "济南", "hefei", "合肥", "fuzhou", "福州", "kunming", "昆明", "harbin", "哈尔滨",
+    "ningbo", "宁波", "dongguan", "东莞", "foshan", "佛山", "wuxi", "无锡", "hong kong", "香港", "macau", "澳门",
+    "taipei", "台北", "singapore", "新加坡", "tokyo", "东京", "london", "伦敦", "paris", "巴黎", "berlin", "柏林",
+    "new york", "纽约", "los angeles", "洛杉矶", "sydney", "悉尼",
+)  # fmt: skip
+TERMS_FILE = "data/grounding_terms.txt"
+
+_CN_DIGITS = {
+    "零": 0,
+    "〇": 0,
+    "一": 1,
+    "二": 2,
+    "两": 2,
+    "三": 3,
+    "四": 4,
+    "五": 5,
+    "六": 6,
+    "七": 7,
+    "八": 8,
+    "九": 9,
+}
+_CN_NUMBER = re.compile(r"[零〇一二两三四五六七八九十百]+")
+_NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
+# A date is one claim: "2026-11-30" in the prompt must not make "30 days" look supported.
+_DATE = re.compile(r"(\d{4})\s*[-/年.]\s*(\d{1,2})\s*[-/月.]\s*(\d{1,2})\s*日?")
+_LINK = re.compile(r"(?:https?://|www\.)([a-z0-9.-]+\.[a-z]{2,})|[\w.+-]+@([a-z0-9.-]+\.[a-z]{2,})")
+_WHOLE_LINK = re.compile(r"(?:https?://|www\.)\S+|[\w.+-]+@\S+")  # numbers inside a link are not quantities
+_ENUMERATOR = re.compile(r"(?m)^\s*\(?\d{1,2}[.)、．]\s")  # "1. Check ..." at a line start is a list marker
+
+
+@dataclass(frozen=True)
+class Claim:
+    text: str  # as it appears in the answer
+    kind: str  # number | place | term | link
+
+
+def chinese_number(text: str) -> int | None:
+    """Small Chinese numerals (up to 999): 七 -> 7, 十二 -> 12, 三十 -> 30, 一百零五 -> 105."""
+    if not text or any(ch not in _CN_DIGITS and ch not in "十百" for ch in text):
+        return None
+    total, current = 0, 0
+    for ch in text:
+        if ch in _CN_DIGITS:
+            current = _CN_DIGITS[ch]
+        elif ch == "十":
+            total += (current or 1) * 10
+            current = 0
+        elif ch == "百":
+            total += (current or 1) * 100
+            current = 0
+    return total + current
+
+
+def normalise(text: str) -> str:
+    """Width, case and Chinese numerals do not matter: "七天" and "7 天" state the same number."""
+    text = unicodedata.normalize("NFKC", text).casefold()
+    return _CN_NUMBER.sub(lambda m: str(n) if (n := chinese_number(m.group(0))) is not None else m.group(0), text)
+
+
+# Units a quantity is compared with, English and Chinese under one name: "7 days" and "7 天" agree, but
+# "30 minutes" in a passage does not make "30 days" in an answer true.
+UNITS = {
+    "day": ("days", "day", "天", "日"), "week": ("weeks", "week", "个星期", "星期", "周"),
+    "month": ("months", "month", "个月", "月"), "year": ("years", "year", "年"),
+    "hour": ("hours", "hour", "hrs", "个小时", "小时", "钟头"), "minute": ("minutes", "minute", "mins", "分钟"),
+    "percent": ("%", "percent", "per cent"), "yuan": ("yuan", "rmb", "元", "块"), "point": ("points", "积分"),
+    "mg": ("mg", "毫克"), "ml": ("ml", "毫升"), "g": ("grams", "gram", "克"), "kg": ("kg", "公斤"),
+    "times": ("times a day", "times", "次"), "tablet": ("tablets", "tablet", "片", "粒"),
+}  # fmt: skip
+_UNIT_OF = {word: unit for unit, words in UNITS.items() for word in words}
+_UNIT_WORDS = "|".join(re.escape(w) for w in sorted(_UNIT_OF, key=len, reverse=True))
+_QUANTITY = re.compile(
+    rf"(?P<currency>[¥$]|rmb\s*)?(?P<n>\d+(?:[.,]\d+)*)"
+    rf"(?:\s*(?:-|~|to|到|至)\s*(?P<m>\d+(?:[.,]\d+)*))?"
+    rf"(?:\s*-?\s*(?:working|business|calendar|个工作|工作|个)?\s*(?P<unit>{_UNIT_WORDS})(?![a-z]))?"
+)
+
+
+def quantities_in(text: str) -> set[tuple[str, str]]:
+    """(number, unit) for every number ("" when no unit follows); a range gives both ends the unit; dates
+    come whole as (YYYY-MM-DD, "date"); thousands separators dropped; ¥ counts as yuan."""
+    text = normalise(text)
+    found = {(f"{int(y):04d}-{int(m):02d}-{int(d):02d}", "date") for y, m, d in _DATE.findall(text)}
+    for match in _QUANTITY.finditer(_DATE.sub(" ", text)):
+        unit = _UNIT_OF.get(match["unit"] or "", "yuan" if match["currency"] in ("¥", "rmb") else "")
+        for number in (match["n"], match["m"]):
+            if number:
+                found.add((number.replace(",", ""), unit))
+    return found
+
+
+def pack_terms(pack_root: Path | None) -> tuple[str, ...]:
+    path = pack_root / TERMS_FILE if pack_root else None
+    if not path or not path.is_file():
+        return ()
+    lines = path.read_text(encoding="utf-8").splitlines()
+    return tuple(line.strip().casefold() for line in lines if line.strip() and not line.startswith("#"))
+
+
+def _mentions(text: str, names: Iterable[str]) -> set[str]:
+    """The names the text mentions: whole words for Latin names, substrings for Chinese ones."""
+    found = set()
+    for name in names:
+        if name.isascii():
+            if re.search(rf"(?<![a-z]){re.escape(name)}(?![a-z])", text):
+                found.add(name)
+        elif name in text:
+            found.add(name)
+    return found
+
+
+def claims(answer: str, terms: Sequence[str] = ()) -> list[Claim]:
+    """The specifics an answer states: numbers (list markers excluded), cities, the pack's terms."""
+    text = normalise(_ENUMERATOR.sub(" ", answer))
+    found = [Claim(f"{n} {unit}".strip(), "number") for n, unit in sorted(quantities_in(_WHOLE_LINK.sub(" ", text)))]
+    found += [Claim(c, "place") for c in sorted(_mentions(text, CITY_NAMES))]
+    found += [Claim(t, "term") for t in sorted(_mentions(text, terms))]
+    found += [Claim(domain, "link") for domain in sorted(domains_in(text))]
+    return found
+
+
+def domains_in(text: str) -> set[str]:
+    """The web and mail domains a text names: an invented link sends a customer somewhere unknown."""
+    return {(web or mail).removeprefix("www.") for web, mail in _LINK.findall(normalise(text))}
+
+
+def unsupported(answer: str, support: Sequence[str], terms: Sequence[str] = ()) -> list[Claim]:
+    """The answer's claims that appear in none of the support texts (passages, tool results, the message)."""
+    shown = normalise("\n".join(support))
+    quantities = quantities_in(shown)
+    numbers = {n for n, _ in quantities}
+    domains = domains_in(shown)
+    missing = []
+    for claim in claims(answer, terms):
+        if claim.kind == "number":
+            number, _, unit = claim.text.partition(" ")
+            # with a unit, the same quantity must be shown; a bare number only needs the number somewhere
+            if (number, unit) not in quantities if unit else number not in numbers:
+                missing.append(claim)
+        elif claim.kind == "link":
+            if claim.text not in domains:
+                missing.append(claim)
+        elif not _mentions(shown, [claim.text]):
+            missing.append(claim)
+    return missing
+
+
+_SENTENCE = re.compile(r"(?<=[.!?。！？；;])\s*|\n+")
+_WORD = re.compile(r"[a-z0-9]+|[\u4e00-\u9fff]")
+
+
+def _units(text: str) -> set[str]:
+    """Latin words and Chinese character bigrams: overlap without a segmenter."""
+    tokens = _WORD.findall(normalise(text))
+    words = {t for t in tokens if t.isascii() and len(t) > 2}
+    chars = [t for t in tokens if not t.isascii()]
+    return words | {a + b for a, b in itertools.pairwise(chars)}
+
+
+def best_sentence(question: str, passages: Sequence[tuple[str, str]]) -> tuple[str, str] | None:
+    """(sentence, citation) of the passage sentence sharing most with the question; None when nothing does."""
+    wanted = _units(question)
+    best, best_score = None, 0
+    for text, citation in passages:
+        for sentence in _SENTENCE.split(text):
+            sentence = sentence.strip(" -*#>\t")
+            score = len(wanted & _units(sentence))
+            if len(sentence) > 8 and score > best_score:
+                best, best_score = (sentence, citation), score
+    return best
+
+
+FALLBACK = {
+    "en": "I can't confirm that from the sources I have. The closest passage says: \u201c{sentence}\u201d [{citation}]",
+    "zh": "我无法根据现有资料确认这一点。最相关的资料原文：\u201c{sentence}\u201d [{citation}]",
+}
+NO_SOURCE = {
+    "en": "I can't confirm that from the sources I have, so I won't guess. Please check with our staff.",
+    "zh": "我无法根据现有资料确认这一点，所以不作猜测。请向工作人员核实。",
+}
+
+
+def fallback_answer(question: str, passages: Sequence[tuple[str, str]], lang: str) -> str:
+    found = best_sentence(question, passages)
+    if found is None:
+        return NO_SOURCE.get(lang, NO_SOURCE["en"])
+    sentence, citation = found
+    return FALLBACK.get(lang, FALLBACK["en"]).format(sentence=sentence, citation=citation)

@@ -1,0 +1,95 @@
+"""Grounding: specifics an answer states must appear in what the assistant was shown, or it quotes instead."""
+
+import pytest
+
+from polyglm.pipelines.scenario_chat import ScenarioAssistant
+from polyglm.scenarios.grounding import chinese_number, claims, fallback_answer, pack_terms, unsupported
+from polyglm.scenarios.loader import load_pack
+
+SHOWN = (
+    "Today is 2026-11-30. Warranty: electronics have a 1-year warranty. Card refunds take 3-7 working days. "
+    "We ship from Hangzhou."
+)
+
+
+@pytest.mark.parametrize(
+    ("answer", "missing"),
+    [
+        ("Electronics come with a 1-year warranty.", []),
+        ("Electronics come with an 8-week warranty.", ["8 week"]),  # the invented duration of the issue report
+        ("Card refunds take 3 to 7 working days.", []),
+        ("Card refunds take 2 weeks.", ["2 week"]),
+        ("Card refunds take 3-7 working hours.", ["3 hour", "7 hour"]),  # the numbers are shown, the unit is not
+        ("We ship from Guangzhou.", ["guangzhou"]),
+        ("We ship from Hangzhou.", []),
+        ("1. Check the order page\n2. Wait for the refund", []),  # list markers are not claims
+        ("退款需要三到七个工作日。", []),  # Chinese numerals are numbers
+        ("退款需要两周。", ["2 week"]),
+        ("We answer within 30 days.", ["30 day"]),  # today's date in the prompt is not "30 days"
+        ("Ｒefunds take ３–７ working days", []),  # full-width forms
+        ("Pay at https://www.pandavill.com/pay?step=2 today", ["pandavill.com"]),  # an invented link, not "2"
+        ("Mail help@hangzhou-shop.example", ["hangzhou-shop.example"]),
+    ],
+)
+def test_unsupported_specifics_are_found(answer, missing):
+    assert [c.text for c in unsupported(answer, [SHOWN])] == missing
+
+
+def test_the_question_and_pack_terms_count():
+    medical = pack_terms(load_pack("medical").root)
+    assert "ibuprofen" in medical and "布洛芬" in medical
+    assert [c.text for c in unsupported("Take ibuprofen.", ["Paracetamol helps."], medical)] == ["ibuprofen"]
+    assert unsupported("Take ibuprofen.", ["Paracetamol helps.", "Can I take ibuprofen?"], medical) == []
+    assert [c.kind for c in claims("服用布洛芬 400 毫克", medical)] == ["number", "term"]
+
+
+def test_small_chinese_numerals():
+    assert [chinese_number(t) for t in ("七", "十二", "三十", "一百零五", "两", "天")] == [7, 12, 30, 105, 2, None]
+
+
+def test_the_fallback_quotes_the_closest_sentence_with_its_citation():
+    passages = [("Cash refunds are instant. Card refunds take 3-7 working days.", "refunds-en#1"),
+                ("We ship from Hangzhou.", "shipping-en#0")]  # fmt: skip
+    answer = fallback_answer("How long does a card refund take?", passages, "en")
+    assert "\u201cCard refunds take 3-7 working days.\u201d [refunds-en#1]" in answer
+    assert "资料原文" in fallback_answer("银行卡退款要多久？", [("银行卡退款需要3-7个工作日。", "r-zh#0")], "zh")
+    assert "won't guess" in fallback_answer("What?", [], "en")
+
+
+def _assistant(tiny_platform, pack: str, lang: str, answer: str, monkeypatch) -> ScenarioAssistant:
+    assistant = ScenarioAssistant(tiny_platform, load_pack(pack), lang)
+    monkeypatch.setattr(assistant, "_generate", lambda messages: answer)  # script the model: the guard is under test
+    return assistant
+
+
+@pytest.mark.usefixtures("isolated_cache")
+def test_an_invented_duration_is_replaced_by_the_cited_passage(tiny_platform, monkeypatch):
+    assistant = _assistant(tiny_platform, "customer_service", "en", "You can return it within 30 days.", monkeypatch)
+    reply = assistant.respond("How many days do I have to return an item I changed my mind about?")
+    grounding = next(s for s in reply.trace if s["step"] == "grounding")
+    assert grounding["fallback"] and grounding["unsupported"] == ["30 day"]
+    assert grounding["model_answer"] == "You can return it within 30 days."
+    assert "30 days" not in reply.answer and "[" in reply.answer and "]" in reply.answer
+    cited = reply.answer.rsplit("[", 1)[1].rstrip("]")
+    assert cited in {c["citation"] for c in reply.citations}  # it quotes one of the passages it was given
+
+
+@pytest.mark.usefixtures("isolated_cache")
+def test_a_grounded_answer_and_tool_result_numbers_pass_unchanged(tiny_platform, monkeypatch):
+    answer = "Change-of-mind returns are accepted within 7 days of delivery."
+    assistant = _assistant(tiny_platform, "customer_service", "en", answer, monkeypatch)
+    reply = assistant.respond("How many days do I have to return an item I changed my mind about?")
+    assert reply.answer == answer
+    assistant.grounding_guard = False  # switched off: the model's words stand, the trace still says why
+    invented = _assistant(tiny_platform, "customer_service", "en", "Within 30 days.", monkeypatch)
+    invented.grounding_guard = False
+    reply = invented.respond("How many days do I have to return an item I changed my mind about?")
+    assert reply.answer == "Within 30 days." and next(s for s in reply.trace if s["step"] == "grounding")[
+        "unsupported"] == ["30 day"]  # fmt: skip
+
+
+@pytest.mark.usefixtures("isolated_cache")
+def test_a_chinese_answer_falls_back_in_chinese(tiny_platform, monkeypatch):
+    assistant = _assistant(tiny_platform, "customer_service", "zh", "无理由退货需要在三十天内申请。", monkeypatch)
+    reply = assistant.respond("不想要了，收货后几天内可以退货？")
+    assert "资料原文" in reply.answer and "三十" not in reply.answer
