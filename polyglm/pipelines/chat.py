@@ -32,22 +32,32 @@ def prepare_turn(
     images: Sequence[Any] = (),
     audio: Sequence[Any] = (),
     policy: MediaPolicy | None = None,
+    attach_to: int = -1,
 ) -> tuple[list[dict], ReadAttachments]:
     """Validated messages with `images` (PIL) and `audio` (16 kHz arrays) attached to the last user message:
     adapter features plus fenced OCR text and transcripts (`policy` may switch paths off). Also returns
-    what was read, for callers that show it (the API's extension field)."""
+    what was read, for callers that show it (the API's extension field). `attach_to` is the index of the
+    user message that carries them when it is not the last (an agent loop sends tool results after it)."""
     messages = validate_messages(messages)
     read = ReadAttachments()
     if images or audio:
-        text = messages[-1]["content"]
+        if messages[attach_to]["role"] != "user":
+            raise InputError(f"attachments go on a user message; message {attach_to} is {messages[attach_to]['role']}")
+        text = messages[attach_to]["content"]
         read = read_attachments(platform, images, audio, policy)
-        messages[-1] = {"role": "user", "content": user_content(text, read, language_of(text))}
+        messages[attach_to] = {"role": "user", "content": user_content(text, read, language_of(text))}
     return messages, read
 
 
-def stream_prepared(platform: Platform, messages: list[dict], options: GenerationOptions | None = None):
-    """The reply to prepared messages as text pieces, each yielded as soon as it decodes cleanly."""
-    yield from decoded(platform.lm.tokenizer, _reply_tokens(platform, messages, options or GenerationOptions()))
+def stream_prepared(
+    platform: Platform, messages: list[dict], options: GenerationOptions | None = None, prefix: str = ""
+):
+    """The reply to prepared messages as text pieces, each yielded as soon as it decodes cleanly.
+
+    `prefix` (text turns only) is put in the model's mouth: the reply continues it, and it is not yielded
+    (a forced tool call starts `<tool_call>{"name": ...`)."""
+    tokens = _reply_tokens(platform, messages, options or GenerationOptions(), prefix)
+    yield from decoded(platform.lm.tokenizer, tokens)
 
 
 def stream_reply(
@@ -63,16 +73,25 @@ def stream_reply(
     yield from stream_prepared(platform, prepared, options)
 
 
-def _reply_tokens(platform: Platform, messages: list[dict], options: GenerationOptions) -> Iterator[int]:
+def _reply_tokens(
+    platform: Platform, messages: list[dict], options: GenerationOptions, prefix: str = ""
+) -> Iterator[int]:
     if has_media(messages):
+        if prefix:
+            raise InputError("a reply prefix works on text turns only; this turn has attached media")
         return multimodal_for(platform).stream(messages, options)
-    return _text_tokens(platform, messages, options)
+    return _text_tokens(platform, messages, options, prefix)
 
 
-def _text_tokens(platform: Platform, messages: list[dict], options: GenerationOptions) -> Iterator[int]:
+def _text_tokens(
+    platform: Platform, messages: list[dict], options: GenerationOptions, prefix: str = ""
+) -> Iterator[int]:
     lm = platform.lm
+    ids = lm.chat_ids(messages)
+    if prefix:
+        ids += lm.tokenizer(prefix, add_special_tokens=False)["input_ids"]
     with text_turn(platform):
-        yield from stream_tokens(lm.model, lm.chat_ids(messages), lm.stop_token_ids, options)
+        yield from stream_tokens(lm.model, ids, lm.stop_token_ids, options)
 
 
 def decoded(tokenizer: Any, tokens: Iterator[int]) -> Iterator[str]:
