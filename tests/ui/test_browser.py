@@ -215,3 +215,104 @@ def test_models_page_in_a_real_browser(app_url, page, tmp_path):
     rss = page.get_by_test_id("stMetricValue").inner_text()
     assert rss.endswith(" MB") and int(rss.removesuffix(" MB").replace(",", "")) > 100, rss
     _screenshot(page, tmp_path, "models.png")
+
+
+def _tall_screenshot(page, tmp_path: Path, name: str) -> Path:
+    """The whole page: Streamlit scrolls inside its own container, so grow the viewport for the capture."""
+    page.set_viewport_size({"width": 1280, "height": 2400})
+    page.evaluate("document.querySelector('[data-testid=stMain]').scrollTo(0, 0)")
+    page.wait_for_timeout(800)  # charts and images redraw at the new size
+    try:
+        return _screenshot(page, tmp_path, name)
+    finally:
+        page.set_viewport_size({"width": 1280, "height": 900})
+
+
+def _script_done(page, timeout: float = 120_000) -> None:
+    """The script run ended: Streamlit's running indicator is gone (checked twice, a moment apart)."""
+    for _ in range(2):
+        page.wait_for_function("!document.querySelector('[data-testid=stStatusWidget]')", timeout=timeout)
+        page.wait_for_timeout(300)
+
+
+def test_sentiment_page_analyses_an_uploaded_image_and_voice_note(app_url, page, tmp_path, tiny_platform):
+    from polyglm.pipelines.attachments import decode_uploads
+    from polyglm.pipelines.sentiment import SentimentInput, analyse
+    from tests.ui.test_app import _png_with_text, _wav
+
+    sign, note = tmp_path / "sign.png", tmp_path / "note.wav"
+    sign.write_bytes(_png_with_text("GREAT DAY"))
+    note.write_bytes(_wav(0.5))
+    text = "I love this so much"
+    page.goto(f"{app_url}/sentiment", wait_until="domcontentloaded")
+    page.get_by_role("heading", name="Sentiment").wait_for(timeout=60_000)
+    page.get_by_label("Post text").fill(text)
+    uploader = page.get_by_test_id("stFileUploader")
+    uploader.locator("input[type=file]").set_input_files([str(sign), str(note)])
+    for name in ("sign.png", "note.wav"):
+        uploader.get_by_text(name).wait_for(timeout=30_000)
+    _script_done(page)
+    page.get_by_role("button", name="Analyse").click()
+    page.get_by_test_id("stMetricValue").wait_for(timeout=120_000)
+    _script_done(page)
+    # what the same inputs give through the pipeline in this process (the same tiny models)
+    images, clips = decode_uploads([("sign.png", sign.read_bytes()), ("note.wav", note.read_bytes())])
+    expected = analyse(tiny_platform, SentimentInput(text=text, images=tuple(images), audio=tuple(clips)))
+    main = page.get_by_test_id("stMain")
+    assert page.get_by_test_id("stMetricValue").inner_text() == expected.label
+    shown = main.inner_text()
+    for label, p in expected.probabilities.items():
+        assert f"{label} {100 * p:.1f} %" in shown, (label, p)
+    assert page.get_by_test_id("stVegaLiteChart").count() == 1  # the probability bars
+    # (a half-width grid keeps only the columns in view in the DOM: look for the modality cells)
+    cells = page.get_by_test_id("stDataFrame").first.locator("[role=gridcell]").all_text_contents()
+    assert [c for c in cells if c in ("text", "image", "audio")] == ["text", "image", "audio"]
+    ocr = page.get_by_test_id("stExpander").filter(has_text="Text in the images (OCR)")
+    assert "sign.png" in ocr.inner_text() and ocr.get_by_test_id("stText").inner_text() == expected.evidence["ocr"][0]
+    voice = page.get_by_test_id("stExpander").filter(has_text="Transcripts of the voice notes")
+    assert "note.wav" in voice.inner_text()
+    assert voice.get_by_test_id("stText").inner_text().strip() == expected.evidence["transcripts"][0].strip()
+    assert _tall_screenshot(page, tmp_path, "sentiment.png").stat().st_size > 10_000
+
+
+def test_batch_page_runs_a_small_manifest(app_url, page, tmp_path):
+    import json
+    import re
+
+    from polyglm.evaluation.report import headline
+    from tests.ui.test_app import _png_with_text
+    from tests.ui.test_batch_page import CSV
+
+    manifest, sign = tmp_path / "data.csv", tmp_path / "sign.png"
+    manifest.write_text(CSV)
+    sign.write_bytes(_png_with_text("GREAT"))
+    page.goto(f"{app_url}/batch", wait_until="domcontentloaded")
+    page.get_by_role("heading", name="Batch evaluation").wait_for(timeout=60_000)
+    uploader = page.get_by_test_id("stFileUploader")
+    uploader.locator("input[type=file]").set_input_files([str(manifest), str(sign)])
+    for name in ("data.csv", "sign.png"):
+        uploader.get_by_text(name).wait_for(timeout=30_000)
+    _script_done(page)
+    page.get_by_role("button", name="Run evaluation").click()
+    page.get_by_test_id("stProgress").first.wait_for(timeout=30_000)  # the live progress bar
+    success = page.get_by_test_id("stAlertContentSuccess")
+    success.wait_for(timeout=180_000)
+    _script_done(page)
+    assert "5 items, 2 failed, 3 new in " in success.inner_text()
+    folder = REPO / re.search(r"(runs/app/batch/\S+)", success.inner_text()).group(1)
+    metrics = json.loads((folder / "metrics.json").read_text())
+    frames = page.get_by_test_id("stDataFrame")
+    frames.nth(1).locator("[role=gridcell]").first.wait_for(state="attached", timeout=30_000)
+    shown = {row[0]: row[1] for row in _grid_rows(frames.nth(0), 2)}
+    assert list(shown) == list(headline(metrics))
+    assert {k: float(v) for k, v in shown.items()} == pytest.approx(
+        {k: round(v, 4) for k, v in headline(metrics).items()}
+    )
+    failed = {row[0]: row[1] for row in _grid_rows(frames.nth(1), 2)}
+    assert set(failed) == {"bad-label", "escape"} and "unknown label 'ecstatic'" in failed["bad-label"]
+    assert page.get_by_test_id("stImage").count() == 4  # confusion, per class, reliability, latency
+    assert _tall_screenshot(page, tmp_path, "batch.png").stat().st_size > 10_000
+    with page.expect_download() as download:
+        page.get_by_role("button", name="Download report.html").click()
+    assert "<h1>labels</h1>" in Path(download.value.path()).read_text()
+    shutil.rmtree(folder.parents[1])  # this browser session's uploads and run (kept when an assertion fails)
