@@ -335,7 +335,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from polyglm.serve import ServeOptions, serve
 
     media_root = Path(args.media_root) if args.media_root else None
-    serve(ServeOptions(profile=args.profile, api_key=args.api_key, media_root=media_root), args.host, args.port)
+    options = ServeOptions(profile=args.profile, api_key=args.api_key, media_root=media_root,
+                           max_seconds=args.max_seconds, max_queue_seconds=args.max_queue_seconds)  # fmt: skip
+    serve(options, args.host, args.port)
     return 0
 
 
@@ -507,6 +509,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--api-key", help="require `Authorization: Bearer KEY` on every request")
     serve.add_argument("--media-root", help="allow image_url/local paths under this folder (default: data: URLs only)")
+    serve.add_argument("--max-seconds", type=float, default=120.0,
+                       help="cut a reply after this long (finish_reason length)")  # fmt: skip
+    serve.add_argument("--max-queue-seconds", type=float, default=60.0,
+                       help="answer 503 when a request waits longer than this for the model")  # fmt: skip
     serve.set_defaults(handler=cmd_serve)
     return parser
 

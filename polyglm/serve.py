@@ -9,7 +9,9 @@ with server-sent events. Beyond OpenAI's fields, each response has a `polyglm` o
 read from the attachments and, for a pack, its citations, tool calls and whether it escalated.
 
 One model worker: requests take a lock around model work, so concurrent requests queue instead of
-loading a second copy or interleaving generations on shared modules.
+loading a second copy or interleaving generations on shared modules. Time limits: a request that waits
+longer than `max_queue_seconds` for the worker gets 503; a reply that runs past `max_seconds` is cut
+there with finish_reason "length" (generation stops, the worker is free for the next request).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,6 +45,8 @@ class ServeOptions:
     media_root: Path | None = None  # local image/audio paths are read only under this folder; None: data: URLs only
     max_request_bytes: int = 64_000_000  # larger request bodies get 413 before they are read
     default_max_tokens: int = 256  # reply cap when a request gives none
+    max_seconds: float = 120.0  # a reply stops here (finish_reason "length"): one request cannot hold the model
+    max_queue_seconds: float = 60.0  # a request that waits longer for the model worker gets 503 (retry later)
 
 
 class ApiError(Exception):
@@ -142,6 +147,7 @@ def create_app(options: ServeOptions, platform=None):
     platform = platform or load_platform(options.profile)
     worker = threading.Lock()  # one generation at a time on the shared model
     app = FastAPI(title="polyglm", version="0.1.0")
+    app.state.worker = worker  # who holds the model can be seen from outside (tests, a health probe)
 
     @app.exception_handler(ApiError)
     async def api_error(_: Request, exc: ApiError):
@@ -177,12 +183,12 @@ def create_app(options: ServeOptions, platform=None):
         try:
             messages, files = chat_inputs(body, options.media_root)
             generation = generation_options(body, options.default_max_tokens)
-            turn = await run_in_threadpool(run_locked, worker, platform, model, pack, messages, files, generation,
-                                           bool(body.get("stream")))  # fmt: skip
+            turn = await run_in_threadpool(run_locked, worker, options, platform, model, pack, messages, files,
+                                           generation, bool(body.get("stream")))  # fmt: skip
         except PolyglmError as exc:
             raise ApiError(400, str(exc)) from None
         if body.get("stream"):
-            return StreamingResponse(turn.sse(worker), media_type="text/event-stream")
+            return StreamingResponse(turn.sse(worker, options.max_queue_seconds), media_type="text/event-stream")
         return turn.completion()
 
     @app.post("/v1/sentiment")
@@ -195,7 +201,7 @@ def create_app(options: ServeOptions, platform=None):
             raise ApiError(400, "the request body must be a JSON object")
         try:
             text, files, scenario = sentiment_inputs(body, options.media_root)
-            result = await run_in_threadpool(sentiment_locked, worker, platform, text, files, scenario)
+            result = await run_in_threadpool(sentiment_locked, worker, options, platform, text, files, scenario)
         except PolyglmError as exc:
             raise ApiError(400, str(exc)) from None
         return {"object": "sentiment", "model": PLAIN_MODEL, **result.as_dict()}
@@ -203,10 +209,41 @@ def create_app(options: ServeOptions, platform=None):
     return app
 
 
-def run_locked(worker: threading.Lock, *args) -> Turn:
+@contextmanager
+def holding(worker: threading.Lock, seconds: float) -> Iterator[None]:
+    """The model worker, or 503 when other requests hold it longer than `seconds`."""
+    if not worker.acquire(timeout=seconds):
+        raise ApiError(503, f"the model worker stayed busy for {seconds:g} s (other requests are running); "
+                       "retry in a moment", "server_busy")  # fmt: skip
+    try:
+        yield
+    finally:
+        worker.release()
+
+
+class Within:
+    """The pieces of a reply until `seconds` have passed; `cut` says whether the deadline stopped it. Stopping
+    early stops generation too (the engine's stream ends its generate() when the reader stops)."""
+
+    def __init__(self, pieces: Iterator[str], seconds: float) -> None:
+        self.pieces, self.seconds, self.cut = pieces, seconds, False
+
+    def __iter__(self) -> Iterator[str]:
+        deadline = time.monotonic() + self.seconds
+        for piece in self.pieces:
+            yield piece
+            if time.monotonic() > deadline:
+                self.cut = True
+                close = getattr(self.pieces, "close", None)
+                if close:
+                    close()
+                return
+
+
+def run_locked(worker: threading.Lock, options: ServeOptions, *args) -> Turn:
     """Model work off the event loop, one request at a time."""
-    with worker:
-        return Turn.run(*args)
+    with holding(worker, options.max_queue_seconds):
+        return Turn.run(*args, max_seconds=options.max_seconds)
 
 
 def sentiment_inputs(body: dict, root: Path | None) -> tuple[str, list[tuple[str, bytes]], str | None]:
@@ -236,7 +273,8 @@ def sentiment_inputs(body: dict, root: Path | None) -> tuple[str, list[tuple[str
     return text, files, scenario
 
 
-def sentiment_locked(worker: threading.Lock, platform, text: str, files: list, scenario: str | None):
+def sentiment_locked(worker: threading.Lock, options: ServeOptions, platform, text: str, files: list,
+                     scenario: str | None):  # fmt: skip
     """Decode (media.py's checks), then analyse under the model lock."""
     from polyglm.pipelines.attachments import decode_uploads
     from polyglm.pipelines.sentiment import SentimentInput, analyse, check_input
@@ -247,7 +285,7 @@ def sentiment_locked(worker: threading.Lock, platform, text: str, files: list, s
     item = SentimentInput(text=text, images=tuple(images), audio=tuple(audio),
                           image_names=tuple(n for n in names if n.startswith("images")),
                           audio_names=tuple(n for n in names if n.startswith("audio")))  # fmt: skip
-    with worker:
+    with holding(worker, options.max_queue_seconds):
         return analyse(platform, item, scenario=scenario)
 
 
@@ -291,27 +329,31 @@ class Turn:
     pieces: Iterator[str]
     extension: dict
     prompt_tokens: int
+    finish: str = "stop"  # "length" when the time limit cut the reply (non-streaming; streams read `pieces.cut`)
 
     @classmethod
-    def run(cls, platform, model, pack, messages, files, generation, stream: bool) -> Turn:
+    def run(cls, platform, model, pack, messages, files, generation, stream: bool, max_seconds: float) -> Turn:
         from polyglm.pipelines.attachments import decode_uploads
 
         images, audio = decode_uploads(files)
         if pack is None:
-            return cls.plain(platform, model, messages, images, audio, generation, stream)
+            return cls.plain(platform, model, messages, images, audio, generation, stream, max_seconds)
         return cls.scenario(platform, model, pack, messages, images, audio, generation)
 
     @classmethod
-    def plain(cls, platform, model, messages, images, audio, generation, stream: bool) -> Turn:
+    def plain(cls, platform, model, messages, images, audio, generation, stream: bool, max_seconds: float) -> Turn:
         from polyglm.pipelines.chat import prepare_turn, stream_prepared
         from polyglm.platform.fusion import render_messages
 
         prepared, read = prepare_turn(platform, messages, images, audio)
         rendered, _ = render_messages(platform.lm.tokenizer, prepared)
         prompt_tokens = len(platform.lm.chat_ids(rendered))
-        pieces = stream_prepared(platform, prepared, generation)
+        pieces = Within(stream_prepared(platform, prepared, generation), max_seconds)
         extension = {"attachments": attachments_view(read, len(images), len(audio))}
-        return cls(platform, model, pieces if stream else iter(["".join(pieces)]), extension, prompt_tokens)
+        if not stream:
+            text = "".join(pieces)
+            return cls(platform, model, iter([text]), extension, prompt_tokens, "length" if pieces.cut else "stop")
+        return cls(platform, model, pieces, extension, prompt_tokens)
 
     @classmethod
     def scenario(cls, platform, model, pack, messages, images, audio, generation) -> Turn:
@@ -337,7 +379,7 @@ class Turn:
             "object": "chat.completion",
             "created": int(time.time()),
             "model": self.model,
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": self.finish}],
             "usage": self.usage(text),
             "polyglm": self.extension,
         }
@@ -347,7 +389,7 @@ class Turn:
         return {"prompt_tokens": self.prompt_tokens, "completion_tokens": completion,
                 "total_tokens": self.prompt_tokens + completion}  # fmt: skip
 
-    def sse(self, worker: threading.Lock) -> Iterator[str]:
+    def sse(self, worker: threading.Lock, queue_seconds: float) -> Iterator[str]:
         """Server-sent events in OpenAI's chunk format; the model lock is held while tokens are made."""
         ident, created = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time())
 
@@ -358,11 +400,15 @@ class Turn:
 
         yield chunk({"role": "assistant", "content": ""})
         text = []
-        with worker:
-            for piece in self.pieces:
-                text.append(piece)
-                yield chunk({"content": piece})
-        yield chunk({}, "stop", usage=self.usage("".join(text)), polyglm=self.extension)
+        try:
+            with holding(worker, queue_seconds):
+                for piece in self.pieces:
+                    text.append(piece)
+                    yield chunk({"content": piece})
+        except ApiError as exc:  # the stream has started: the error goes as an event, as OpenAI's streams do
+            yield f"data: {json.dumps(exc.body())}\n\n"
+        finish = "length" if getattr(self.pieces, "cut", False) else "stop"
+        yield chunk({}, finish, usage=self.usage("".join(text)), polyglm=self.extension)
         yield "data: [DONE]\n\n"
 
 

@@ -215,3 +215,23 @@ def test_a_red_circle_sent_to_the_offline_api_is_seen_through_the_adapter(offlin
                                               max_tokens=12)  # fmt: skip
     assert "red" in done.choices[0].message.content.lower()
     assert _extension(done)["attachments"]["feature_slots"] == [49]
+
+
+def test_time_limits_cut_a_long_reply_and_refuse_a_request_that_waits_too_long(tiny_platform):
+    app = create_app(ServeOptions(profile="tiny", max_seconds=0.0, max_queue_seconds=0.2), platform=tiny_platform)
+    for url in _running(app):
+        client = openai.OpenAI(base_url=url, api_key="unused", max_retries=0, timeout=60)
+        ask = {"model": "polyglm", "max_tokens": 64, "messages": [{"role": "user", "content": "Tell me a story."}]}
+        cut = client.chat.completions.create(**ask)
+        assert cut.choices[0].finish_reason == "length"  # stopped at the deadline: one piece, not 64 tokens
+        assert cut.usage.completion_tokens < 64
+        streamed = list(client.chat.completions.create(**ask, stream=True))
+        assert streamed[-1].choices[0].finish_reason == "length"
+        app.state.worker.acquire()  # another request is using the model
+        try:
+            with pytest.raises(openai.APIStatusError) as refused:
+                client.chat.completions.create(**ask)
+            assert refused.value.status_code == 503 and "busy" in refused.value.message
+        finally:
+            app.state.worker.release()
+        assert client.chat.completions.create(**ask).choices[0].finish_reason == "length"  # and it serves again
