@@ -13,6 +13,19 @@ from polyglm.platform.config import DEFAULT_PROFILE, available_profiles
 from polyglm.platform.errors import InputError, PolyglmError
 
 EXIT_ITEMS_FAILED = 3  # `polyglm eval` finished, but some items failed (listed in predictions.jsonl and metrics.json)
+EXAMPLES = {  # `--help` shows one per command
+    "models prepare": "example: polyglm models prepare --profile offline   (or --profile tiny for the test models)",
+    "models verify": "example: polyglm models verify --profile offline   (exit 1 when a part fails its check)",
+    "models list": "example: polyglm models list --json | jq '.[0].compute'",
+    "scenarios list": "example: polyglm scenarios list --json",
+    "scenarios eval": "example: polyglm scenarios eval medical --profile offline --stride 2 --max-new-tokens 128",
+    "chat": "example: polyglm chat --message 'What is in this photo?' --image photo.jpg; "
+    "polyglm chat --scenario customer_service --lang zh --message '退款多久到账？'",
+    "train-adapter": "example: polyglm train-adapter --profile offline --modality image --items 400 --epochs 3 "
+    "--out runs/offline-image",
+    "finetune": "example: polyglm finetune --profile offline --scenario customer_service --max-items 80 "
+    "--max-tokens 768",
+}
 STREAMLIT_APP = Path(__file__).resolve().parents[1] / "streamlit_app.py"
 
 
@@ -347,22 +360,42 @@ def build_parser() -> argparse.ArgumentParser:
 
     models = commands.add_parser("models", help="prepare, verify and list model profiles")
     models_cmds = models.add_subparsers(dest="models_command", required=True)
-    prepare = models_cmds.add_parser("prepare", help="build a profile's parts into the cache (once)")
+    prepare = models_cmds.add_parser(
+        "prepare",
+        help="build a profile's parts into the cache (once)",
+        epilog=EXAMPLES["models prepare"],
+    )
     _profile_arg(prepare)
     prepare.set_defaults(handler=cmd_models_prepare)
-    verify = models_cmds.add_parser("verify", help="prove every part of a profile with a real output")
+    verify = models_cmds.add_parser(
+        "verify",
+        help="prove every part of a profile with a real output",
+        epilog=EXAMPLES["models verify"],
+    )
     _profile_arg(verify)
     verify.set_defaults(handler=cmd_models_verify)
-    listing = models_cmds.add_parser("list", help="profiles, parts present, sizes, licences, adapters")
+    listing = models_cmds.add_parser(
+        "list",
+        help="profiles, parts present, sizes, licences, adapters",
+        epilog=EXAMPLES["models list"],
+    )
     listing.add_argument("--json", action="store_true")
     listing.set_defaults(handler=cmd_models_list)
 
     scenarios = commands.add_parser("scenarios", help="scenario packs")
     scenario_cmds = scenarios.add_subparsers(dest="scenarios_command", required=True)
-    scenario_list = scenario_cmds.add_parser("list", help="packs with languages, tools, kb, data and eval sizes")
+    scenario_list = scenario_cmds.add_parser(
+        "list",
+        help="packs with languages, tools, kb, data and eval sizes",
+        epilog=EXAMPLES["scenarios list"],
+    )
     scenario_list.add_argument("--json", action="store_true")
     scenario_list.set_defaults(handler=cmd_scenarios_list)
-    scenario_eval = scenario_cmds.add_parser("eval", help="score a pack's eval set end to end (resumable)")
+    scenario_eval = scenario_cmds.add_parser(
+        "eval",
+        help="score a pack's eval set end to end (resumable)",
+        epilog=EXAMPLES["scenarios eval"],
+    )
     scenario_eval.add_argument("scenario", help="pack name (see `polyglm scenarios list`)")
     _profile_arg(scenario_eval)
     scenario_eval.add_argument("--limit", type=int, help="only the first N items")
@@ -375,7 +408,11 @@ def build_parser() -> argparse.ArgumentParser:
     scenario_eval.add_argument("--json", action="store_true", help="print the summary as JSON")
     scenario_eval.set_defaults(handler=cmd_scenarios_eval)
 
-    chat = commands.add_parser("chat", help="chat with the profile's language model")
+    chat = commands.add_parser(
+        "chat",
+        help="chat with the profile's language model",
+        epilog=EXAMPLES["chat"],
+    )
     _profile_arg(chat)
     chat.add_argument("--message", help="answer one message and exit (otherwise an interactive session)")
     chat.add_argument("--scenario", help="a scenario pack (see `polyglm scenarios list`): retrieval, tools, citations")
@@ -398,7 +435,11 @@ def build_parser() -> argparse.ArgumentParser:
     chat.add_argument("--temperature", type=float, default=0.0)
     chat.set_defaults(handler=cmd_chat)
 
-    train = commands.add_parser("train-adapter", help="stage-1 alignment of an encoder with the frozen LM")
+    train = commands.add_parser(
+        "train-adapter",
+        help="stage-1 alignment of an encoder with the frozen LM",
+        epilog=EXAMPLES["train-adapter"],
+    )
     _profile_arg(train)
     train.add_argument(
         "--stage",
@@ -420,7 +461,11 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--out", help="output folder (default runs/PROFILE-MODALITY); rerun to resume")
     train.set_defaults(handler=cmd_train_adapter)
 
-    finetune = commands.add_parser("finetune", help="LoRA fine-tune on a scenario pack, with a forgetting guard")
+    finetune = commands.add_parser(
+        "finetune",
+        help="LoRA fine-tune on a scenario pack, with a forgetting guard",
+        epilog=EXAMPLES["finetune"],
+    )
     _profile_arg(finetune)
     finetune.add_argument("--scenario", required=True)
     finetune.add_argument("--epochs", type=int, default=1)

@@ -77,3 +77,22 @@ def test_scenarios_list_json_comes_from_the_pack_folders():
     rows = json.loads(out.stdout)
     assert [r["name"] for r in rows] == list_packs()
     assert all(r["train_items"] >= 200 and r["eval_items"] >= 50 for r in rows)
+
+
+def test_every_command_shows_an_example_in_its_help():
+    import argparse
+
+    from polyglm.cli import build_parser
+
+    def leaves(parser: argparse.ArgumentParser, path: str):
+        actions = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+        if not actions:
+            yield path, parser
+        for action in actions:
+            for name, child in action.choices.items():
+                yield from leaves(child, f"{path} {name}".strip())
+
+    commands = dict(leaves(build_parser(), ""))
+    assert {"models prepare", "chat", "eval", "sentiment", "serve", "app"} <= set(commands)
+    missing = [name for name, parser in commands.items() if "example" not in parser.format_help()]
+    assert not missing, f"no example in --help of: {missing}"
