@@ -75,9 +75,12 @@ def cmd_models_verify(args: argparse.Namespace) -> int:
         mark = "PASS" if result.passed else "FAIL"
         print(f"{mark} {result.role:15s} {result.seconds:6.1f} s  {result.detail}", flush=True)
 
-    results = verify_platform(platform, on_result=show)
+    results = verify_platform(platform, on_result=(lambda _: None) if args.json else show)
     failed = [r.role for r in results if not r.passed]
-    print(f"{len(results) - len(failed)} passed, {len(failed)} failed")
+    if args.json:
+        print(json.dumps([r.__dict__ for r in results], ensure_ascii=False, indent=2))
+    else:
+        print(f"{len(results) - len(failed)} passed, {len(failed)} failed")
     return 1 if failed else 0
 
 
@@ -281,7 +284,8 @@ def cmd_finetune(args: argparse.Namespace) -> int:
         lm_dtype=args.lm_dtype, forgetting_threshold=args.forgetting_threshold, force=args.force,
         out_dir=Path(args.out) if args.out else None,
     )  # fmt: skip
-    print(finetune_cli_summary(finetune_scenario(options)))
+    result = finetune_scenario(options)
+    print(json.dumps(result, ensure_ascii=False, indent=2) if args.json else finetune_cli_summary(result))
     return 0
 
 
@@ -373,6 +377,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EXAMPLES["models verify"],
     )
     _profile_arg(verify)
+    verify.add_argument("--json", action="store_true", help="print the checks as JSON")
     verify.set_defaults(handler=cmd_models_verify)
     listing = models_cmds.add_parser(
         "list",
@@ -484,6 +489,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     finetune.add_argument("--force", action="store_true", help="make it the default even if the guard objects")
     finetune.add_argument("--out", help="adapter folder (default: cache/finetune/PROFILE/SCENARIO); rerun resumes")
+    finetune.add_argument("--json", action="store_true", help="print the adapter's manifest (metrics) as JSON")
     finetune.set_defaults(handler=cmd_finetune)
 
     evaluate = commands.add_parser(

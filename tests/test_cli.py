@@ -96,3 +96,10 @@ def test_every_command_shows_an_example_in_its_help():
     assert {"models prepare", "chat", "eval", "sentiment", "serve", "app"} <= set(commands)
     missing = [name for name, parser in commands.items() if "example" not in parser.format_help()]
     assert not missing, f"no example in --help of: {missing}"
+
+
+def test_verify_prints_its_checks_as_json_and_fails_on_random_weights():
+    out = polyglm("models", "verify", "--profile", "tiny", "--json")
+    checks = json.loads(out.stdout)
+    assert out.returncode == 1  # the tiny profile's random LM cannot say Paris
+    assert {c["role"] for c in checks} >= {"language_model", "speech"} and not all(c["passed"] for c in checks)

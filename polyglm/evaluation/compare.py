@@ -72,5 +72,6 @@ def format_comparison(result: Mapping[str, Any]) -> str:
     for d in (Delta(**row) for row in result["deltas"]):
         mark = "" if d.low <= 0 <= d.high else "  *"
         lines.append(f"{d.metric:26s} {d.a:8.4f} {d.b:8.4f} {d.delta:+8.4f}  [{d.low:+.4f}, {d.high:+.4f}]{mark}")
-    lines.append("* the interval excludes 0")
+    if any(line.endswith("*") for line in lines):
+        lines.append("* the interval excludes 0")
     return "\n".join(lines)

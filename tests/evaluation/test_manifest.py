@@ -1,6 +1,7 @@
 """Manifests: CSV, JSONL and imagefolder layouts; every bad row recorded with its reason, the rest kept."""
 
 import json
+from pathlib import Path
 
 import pytest
 from PIL import Image
@@ -123,3 +124,18 @@ def test_an_unusable_manifest_is_one_clear_error(tmp_path, name, content, messag
         (tmp_path / name).write_text(content)
     with pytest.raises(InputError, match=message):
         read_manifest(tmp_path / name)
+
+
+def test_audiofolder_with_metadata_csv_reads_clips_and_text(tmp_path):
+    import numpy as np
+    import soundfile as sf
+
+    folder = tmp_path / "clips"
+    folder.mkdir()
+    for name in ("a.wav", "b.flac"):
+        sf.write(folder / name, np.zeros(1600, dtype=np.float32), 16000)
+    (folder / "metadata.csv").write_text("file_name,text,label\na.wav,hello,neutral\nb.flac,,positive\n")
+    manifest = read_manifest(folder, Columns(), SENTIMENT)
+    assert manifest.layout == "audiofolder" and not manifest.bad
+    assert sorted((Path(r.audio[0]).name, r.text, r.label) for r in manifest.rows) == [
+        ("a.wav", "hello", "neutral"), ("b.flac", "", "positive")]  # fmt: skip
