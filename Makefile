@@ -17,7 +17,7 @@ run: install prepare
 	$(BIN)/polyglm app --profile $(PROFILE) --port $(PORT)
 
 test: install prepare
-	$(BIN)/ruff check polyglm tests bench streamlit_app.py
+	$(BIN)/ruff check polyglm tests bench examples streamlit_app.py
 	$(BIN)/python -m pytest -q --durations=10
 
 install: $(STAMP) system-deps
@@ -35,8 +35,8 @@ prepare: $(STAMP)
 	  echo "polyglm: profile $(PROFILE) prepared in $$(( $$(date +%s) - start )) s"
 
 lint: $(STAMP)
-	$(BIN)/ruff check polyglm tests bench streamlit_app.py
-	$(BIN)/ruff format --check polyglm tests bench streamlit_app.py
+	$(BIN)/ruff check polyglm tests bench examples streamlit_app.py
+	$(BIN)/ruff format --check polyglm tests bench examples streamlit_app.py
 
 bench: install prepare
 	$(BIN)/python bench/load_profile.py --profile $(PROFILE)

@@ -172,12 +172,7 @@ def create_app(options: ServeOptions, platform=None):
 
     @app.post("/v1/chat/completions")
     async def chat_completions(request: Request):
-        try:
-            body = json.loads(await request.body())
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            raise ApiError(400, "the request body is not valid JSON") from None
-        if not isinstance(body, dict):
-            raise ApiError(400, "the request body must be a JSON object")
+        body = await json_body(request)
         model = str(body.get("model", ""))
         pack = resolve_model(model, list_packs())
         try:
@@ -193,12 +188,7 @@ def create_app(options: ServeOptions, platform=None):
 
     @app.post("/v1/sentiment")
     async def sentiment(request: Request):
-        try:
-            body = json.loads(await request.body())
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            raise ApiError(400, "the request body is not valid JSON") from None
-        if not isinstance(body, dict):
-            raise ApiError(400, "the request body must be a JSON object")
+        body = await json_body(request)
         try:
             text, files, scenario = sentiment_inputs(body, options.media_root)
             result = await run_in_threadpool(sentiment_locked, worker, options, platform, text, files, scenario)
@@ -207,6 +197,17 @@ def create_app(options: ServeOptions, platform=None):
         return {"object": "sentiment", "model": PLAIN_MODEL, **result.as_dict()}
 
     return app
+
+
+async def json_body(request: Request) -> dict:
+    """The request's JSON object, or 400 naming what is wrong with it."""
+    try:
+        body = json.loads(await request.body())
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise ApiError(400, "the request body is not valid JSON") from None
+    if not isinstance(body, dict):
+        raise ApiError(400, "the request body must be a JSON object")
+    return body
 
 
 @contextmanager

@@ -231,11 +231,7 @@ class ChatPolyglm(BaseChatModel):
                     }
                     for i, c in enumerate(calls)
                 ],
-                usage_metadata={
-                    "input_tokens": prompt_tokens,
-                    "output_tokens": output_tokens,
-                    "total_tokens": prompt_tokens + output_tokens,
-                },
+                usage_metadata=_usage(prompt_tokens, output_tokens),
                 response_metadata={
                     "model_name": self.model_name,
                     "model_provider": "polyglm",
@@ -277,11 +273,7 @@ class ChatPolyglm(BaseChatModel):
         return ChatGenerationChunk(
             message=AIMessageChunk(
                 content=reply.answer,
-                usage_metadata={
-                    "input_tokens": prompt_tokens,
-                    "output_tokens": output_tokens,
-                    "total_tokens": prompt_tokens + output_tokens,
-                },
+                usage_metadata=_usage(prompt_tokens, output_tokens),
                 response_metadata={
                     "model_name": self.model_name,
                     "model_provider": "polyglm",
@@ -368,3 +360,8 @@ def _with_system_text(messages: list[dict], text: str) -> list[dict]:
 
 def _count(lm: Any, text: str) -> int:
     return len(lm.tokenizer(text, add_special_tokens=False)["input_ids"]) if text else 0
+
+
+def _usage(prompt_tokens: int, output_tokens: int) -> dict[str, int]:
+    return {"input_tokens": prompt_tokens, "output_tokens": output_tokens,
+            "total_tokens": prompt_tokens + output_tokens}  # fmt: skip
