@@ -122,6 +122,9 @@ def select_rows(manifest: Manifest, options: RunOptions) -> list[Row]:
         raise InputError(f"stride must be 1 or more (every k-th row), got {options.stride}")
     langs = set(options.langs)
     chosen = [row for row in manifest.rows if not langs or row.lang in langs][:: options.stride]
+    if langs and not chosen:
+        present = sorted({row.lang for row in manifest.rows if row.lang})
+        raise InputError(f"no row of {manifest.path} has lang {sorted(langs)}; its rows have {present or 'no lang'}")
     return chosen[: options.limit] if options.limit is not None else chosen
 
 

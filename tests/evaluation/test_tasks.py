@@ -50,3 +50,14 @@ def test_a_broken_task_is_one_clear_error(tmp_path, spec, text, message):
         spec = str(tmp_path / spec)
     with pytest.raises(InputError, match=message):
         load_task(spec)
+
+
+def test_a_language_filter_that_matches_nothing_is_bad_input(tmp_path):
+    from polyglm.evaluation.manifest import read_manifest
+    from polyglm.evaluation.runner import RunOptions, select_rows
+
+    (tmp_path / "d.jsonl").write_text('{"text": "hi", "lang": "en"}\n{"text": "你好", "lang": "zh"}\n')
+    manifest = read_manifest(tmp_path / "d.jsonl")
+    assert [r.lang for r in select_rows(manifest, RunOptions(task="labels", langs=("zh",)))] == ["zh"]
+    with pytest.raises(InputError, match=r"no row .* has lang \['fr'\]; its rows have \['en', 'zh'\]"):
+        select_rows(manifest, RunOptions(task="labels", langs=("fr",)))
