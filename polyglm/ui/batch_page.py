@@ -326,10 +326,13 @@ def render() -> None:
         st.info("Batch runs are switched off on this server (`polyglm app --no-batch`).", icon=":material/block:")
         return
     runs, session = batch_runs(), session_id()
+    drawn_busy = runs.running() is not None  # what the start button is drawn from
     try:
         _controls(runs, session)
     except PolyglmError as exc:
         show_error(exc)
+    if drawn_busy and runs.running() is None:
+        st.rerun()  # a run ended while this one drew the start button disabled: draw the page again, enabled
     job = runs.jobs.get(session)
     if job is None:
         return

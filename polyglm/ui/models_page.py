@@ -204,7 +204,9 @@ def _training(status: ProfileStatus) -> None:
         except PolyglmError as exc:
             show_error(exc)
     if slot.job is not None:
-        _progress(slot, running_when_drawn=slot.job.running)
+        if busy and not slot.job.running:
+            st.rerun()  # it ended while this run drew the start buttons disabled: draw the page again, enabled
+        _progress(slot, running_when_drawn=busy)
 
 
 def _progress(slot: TrainingSlot, running_when_drawn: bool) -> None:
