@@ -92,8 +92,31 @@ def _score_chunk(
     model = multimodal_for(platform) if media else None
     with torch.inference_mode():
         batch = build_batch(lm, conversations, model.placeholder_ids if model else {})
+    shared = shared_prefix(
+        batch.input_ids, batch.attention_mask, set((model.placeholder_ids if model else {}).values())
+    )
     with model.media_lora_on() if model else text_turn(platform):
-        return choose_labels_batch(lm.model, lm.tokenizer, batch.inputs_embeds, batch.attention_mask, label_sets)
+        return choose_labels_batch(lm.model, lm.tokenizer, batch.inputs_embeds, batch.attention_mask, label_sets,
+                                   shared_prefix=shared)  # fmt: skip
+
+
+MIN_SHARED_PREFIX = 16  # tokens; below this, running the prefix separately costs more than it saves
+
+
+def shared_prefix(input_ids: Any, attention_mask: Any, placeholders: set[int]) -> int:
+    """How many first real tokens every row of a left-padded batch has in common (the instruction and worked
+    examples), stopping before the first media placeholder (each row's features differ) and leaving every
+    row at least one token of its own; 0 when that is too short to be worth sharing or there is one row."""
+    rows = [ids[mask.bool()].tolist() for ids, mask in zip(input_ids, attention_mask, strict=True)]
+    if len(rows) < 2:
+        return 0
+    length = 0
+    for column in zip(*rows, strict=False):
+        if len(set(column)) > 1 or column[0] in placeholders:
+            break
+        length += 1
+    length = min(length, min(len(r) for r in rows) - 1)
+    return length if length >= MIN_SHARED_PREFIX else 0
 
 
 def score_labels(

@@ -148,7 +148,12 @@ def choose_labels(
 
 
 def choose_labels_batch(
-    model: Any, tokenizer: Any, inputs_embeds: Any, attention_mask: Any, label_sets: Mapping[str, Sequence[str]]
+    model: Any,
+    tokenizer: Any,
+    inputs_embeds: Any,
+    attention_mask: Any,
+    label_sets: Mapping[str, Sequence[str]],
+    shared_prefix: int = 0,
 ) -> list[dict[str, dict[str, Any]]]:
     """Constrained decoding of a one-line JSON answer {"set": "label", ...} after each prompt of a
     left-padded batch (`inputs_embeds` (B, L, D), e.g. fused text + media, with its `attention_mask`).
@@ -160,11 +165,12 @@ def choose_labels_batch(
 
     The prompts run once; each candidate reuses their key/value cache, cropped back afterwards, so a
     label costs a forward pass over its own few tokens only. Position ids count real tokens only, so a
-    row scores the same in any batch as alone.
+    row scores the same in any batch as alone. `shared_prefix`: the first that many real tokens are the
+    same in every row (an instruction and worked examples, no media): they run once, for the whole batch.
     """
     import torch
 
-    rows = _GrowingBatch(model, inputs_embeds, attention_mask)
+    rows = _GrowingBatch(model, inputs_embeds, attention_mask, shared_prefix)
     size = inputs_embeds.shape[0]
 
     def encode(text: str) -> list[int]:
@@ -197,21 +203,54 @@ def choose_labels_batch(
     return chosen
 
 
+def torch_cat_ones(length: int, mask: Any) -> Any:
+    """`mask` with `length` ones in front of every row (a shared prefix every row attends to)."""
+    import torch
+
+    return torch.cat([torch.ones((mask.shape[0], length), dtype=mask.dtype, device=mask.device), mask], 1)
+
+
 class _GrowingBatch:
     """A left-padded batch of prompts extended block by block over one key/value cache.
 
     Each block holds one token list per row, right-aligned (rows may differ in length; the gaps are
     masked). Position ids count each row's real tokens, so padding never shifts a row's positions."""
 
-    def __init__(self, model: Any, inputs_embeds: Any, attention_mask: Any) -> None:
+    def __init__(self, model: Any, inputs_embeds: Any, attention_mask: Any, shared_prefix: int = 0) -> None:
         from transformers import DynamicCache
 
         self.model, self.cache = model, DynamicCache()
-        self.mask = attention_mask.to(model.device)
-        self.positions = self.mask.sum(1)  # next position of each row
-        first = (self.mask.cumsum(1) - 1).clamp(min=0)
+        mask = attention_mask.to(model.device)
+        if shared_prefix and inputs_embeds.shape[0] > 1:
+            inputs_embeds, mask = self._prefill_shared(inputs_embeds, mask, shared_prefix)
+            self.mask = torch_cat_ones(shared_prefix, mask)
+        else:
+            self.mask, shared_prefix = mask, 0
+        first = shared_prefix + (mask.cumsum(1) - 1).clamp(min=0)
+        self.positions = shared_prefix + mask.sum(1)  # next position of each row
         # The prompt's logits are not needed (every block starts with the answer's own tokens): keep one row.
         self._forward(inputs_embeds, first, keep=1)
+
+    def _prefill_shared(self, inputs_embeds: Any, mask: Any, length: int) -> tuple[Any, Any]:
+        """Run the rows' common first `length` tokens once, copy their key/value cache to every row; return
+        the rest of each row, left-padded again, with its mask."""
+        import torch
+
+        lengths = mask.sum(1).tolist()
+        if length >= min(lengths):
+            raise ValueError(f"shared_prefix {length} leaves a row with no tokens of its own (shortest {min(lengths)})")
+        width = inputs_embeds.shape[1]
+        first = inputs_embeds[:1, width - int(lengths[0]) : width - int(lengths[0]) + length]
+        self.mask = torch.ones((1, length), dtype=mask.dtype, device=mask.device)
+        self._forward(first, torch.arange(length, device=mask.device)[None], keep=1)
+        self.cache.batch_repeat_interleave(len(lengths))
+        rest = max(lengths) - length
+        tails = inputs_embeds.new_zeros((len(lengths), rest, inputs_embeds.shape[2]))
+        tail_mask = torch.zeros((len(lengths), rest), dtype=mask.dtype, device=mask.device)
+        for row, n in enumerate(int(n) for n in lengths):
+            tails[row, rest - (n - length) :] = inputs_embeds[row, width - n + length :]
+            tail_mask[row, rest - (n - length) :] = 1
+        return tails, tail_mask
 
     def _forward(self, embeds: Any, positions: Any, keep: int = 0) -> Any:
         import torch

@@ -160,3 +160,27 @@ def test_an_item_with_nothing_to_label_is_refused(tiny_platform):
         score_labels(tiny_platform, [LabelInput(text="fine"), LabelInput(text="  ")], LABELS, INSTRUCTION)
     with pytest.raises(InputError, match="labels must be distinct"):
         score_labels(tiny_platform, [LabelInput(text="fine")], ["a", "a"], INSTRUCTION)
+
+
+def test_the_shared_instruction_runs_once_per_batch(media_platform, monkeypatch):
+    from polyglm.pipelines import label_scoring
+
+    seen = []
+    real = label_scoring.choose_labels_batch
+
+    def spy(*args, shared_prefix=0, **kwargs):
+        seen.append((args[2].shape[0], shared_prefix))
+        return real(*args, shared_prefix=shared_prefix, **kwargs)
+
+    monkeypatch.setattr(label_scoring, "choose_labels_batch", spy)
+    items = [LabelInput(text="Great food."), LabelInput(text="Late again."),
+             LabelInput(text="see", images=(sign("X"),))]  # fmt: skip
+    score_labels(media_platform, items, LABELS, INSTRUCTION, batch_size=4)
+    by_rows = dict(seen)
+    assert by_rows[2] >= label_scoring.MIN_SHARED_PREFIX  # the two text posts share the instruction's tokens
+    assert by_rows[1] == 0  # a batch of one has nothing to share
+    # the prefix stops before a media placeholder: features differ per row
+    ids = torch.tensor([[5, 6, 7, 99, 8], [5, 6, 7, 99, 9]])
+    assert label_scoring.shared_prefix(ids, torch.ones_like(ids), {99}) == 0  # 3 tokens: not worth it
+    long = torch.tensor([[*range(1, 21), 99, 1], [*range(1, 21), 99, 2]])
+    assert label_scoring.shared_prefix(long, torch.ones_like(long), {99}) == 20
