@@ -224,7 +224,7 @@ def _run_folder(session: str, profile: str, task: str, manifest: Path) -> Path:
 # ---------------------------------------------------------------- the page
 
 
-def _controls(runs: BatchRuns, session: str) -> None:
+def _controls(runs: BatchRuns, session: str, running: BatchJob | None) -> None:
     profile = current_profile()
     task = st.selectbox("Task", task_choices(), key="batch_task",
                         help="what is predicted and scored (polyglm/evaluation/tasks/*.yaml)")  # fmt: skip
@@ -240,7 +240,6 @@ def _controls(runs: BatchRuns, session: str) -> None:
                               placeholder="choose a CSV or JSONL file", help=f"files under {roots} only")  # fmt: skip
         files = None
     limit = st.number_input("First N rows (0: all)", 0, 1_000_000, 0, key="batch_limit")
-    running = runs.running()
     busy = running is not None
     if running is not None:
         st.caption(f"A batch run is going on this server ({running.title}); the button comes back when it ends.")
@@ -264,9 +263,7 @@ def _controls(runs: BatchRuns, session: str) -> None:
     st.rerun()  # redraw with the start button disabled and the live progress below
 
 
-def _progress(job: BatchJob) -> None:
-    running_when_drawn = job.running
-
+def _progress(job: BatchJob, running_when_drawn: bool) -> None:
     @st.fragment(run_every=1.0 if running_when_drawn else None)
     def live() -> None:
         if running_when_drawn and not job.running:
@@ -326,18 +323,18 @@ def render() -> None:
         st.info("Batch runs are switched off on this server (`polyglm app --no-batch`).", icon=":material/block:")
         return
     runs, session = batch_runs(), session_id()
-    drawn_busy = runs.running() is not None  # what the start button is drawn from
+    # One look at what is running, for the whole page: a run ending halfway through drawing must not leave
+    # its results beside a start button drawn disabled (the fragment redraws the page when it sees the end).
+    running = runs.running()
     try:
-        _controls(runs, session)
+        _controls(runs, session, running)
     except PolyglmError as exc:
         show_error(exc)
-    if drawn_busy and runs.running() is None:
-        st.rerun()  # a run ended while this one drew the start button disabled: draw the page again, enabled
     job = runs.jobs.get(session)
     if job is None:
         return
-    _progress(job)
-    if not job.running:
+    _progress(job, running_when_drawn=running is job)
+    if running is not job:
         _results(job)
 
 

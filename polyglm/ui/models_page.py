@@ -204,8 +204,8 @@ def _training(status: ProfileStatus) -> None:
         except PolyglmError as exc:
             show_error(exc)
     if slot.job is not None:
-        if busy and not slot.job.running:
-            st.rerun()  # it ended while this run drew the start buttons disabled: draw the page again, enabled
+        # `busy` is this page run's one look at the job: a job ending halfway through drawing must not leave
+        # its results beside start buttons drawn disabled (the fragment redraws the page when it sees the end).
         _progress(slot, running_when_drawn=busy)
 
 
@@ -229,7 +229,7 @@ def _progress(slot: TrainingSlot, running_when_drawn: bool) -> None:
 
     live()
     job = slot.job
-    if job is None or job.running:
+    if job is None or running_when_drawn:
         return
     if job.error:
         (st.warning if job.phase == "stopped" else st.error)(job.error)

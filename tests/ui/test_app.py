@@ -341,3 +341,34 @@ def test_a_shared_deployment_hides_training_and_load_all(tiny_platform, monkeypa
     assert not at.button  # neither Load all parts nor any start button
     assert "switched off on this server (`--no-load-all`)" in _texts(at)
     assert at.info[-1].value == "Training is switched off on this server (`polyglm app --no-training`)."
+
+
+@pytest.mark.parametrize("running_looks", [1, 2, 3, 4, 5])
+def test_a_job_ending_while_the_page_draws_never_shows_results_beside_a_disabled_button(
+    tiny_platform, idle_slot, running_looks
+):
+    """The job's end can fall anywhere while the page draws (between the start buttons, the live progress and
+    the results); whichever look at `running` first sees it ended, the page must show either the live
+    progress (buttons disabled) or the results (buttons enabled), never results beside disabled buttons."""
+    from polyglm.ui.training import TrainingJob
+
+    class EndsMidDraw(TrainingJob):
+        looks = 0
+
+        @property
+        def running(self) -> bool:  # running for the first `running_looks` looks, finished after
+            EndsMidDraw.looks += 1
+            return EndsMidDraw.looks <= running_looks
+
+    job = EndsMidDraw("adapter", "image adapter on tiny", "runs/none", phase="done", step=2, total=2,
+                      losses=[(1, 2.0), (2, 1.0)], result={"steps": 2}, finished=time.time())  # fmt: skip
+    idle_slot.job = job
+    try:
+        at = _app("models")
+        for _ in range(3):  # this run, then the reruns the fragment would make
+            assert not at.exception
+            assert not (at.success and at.button(key="start_adapter").disabled)
+            at.run()
+        assert at.success and not at.button(key="start_adapter").disabled
+    finally:
+        idle_slot.job = None
