@@ -94,7 +94,7 @@ def _wait_for_reply(page, messages: int) -> None:
         f"!document.querySelector('[data-testid=stStatusWidget]') && "
         f"document.querySelectorAll('[data-testid=stChatMessage]').length == {messages} && "
         f"document.querySelectorAll('[data-testid=stChatMessageContent]')[{messages - 1}].innerText.trim().length > 0",
-        timeout=90_000,
+        timeout=180_000,  # a hang guard, not a speed check: the first turn of a fresh server loads every part
     )
 
 
