@@ -91,17 +91,24 @@ def _recorded() -> list:
     return [voice, photo]
 
 
-def _uploads(submitted, recorded: list) -> list[tuple[str, bytes]]:
-    """(name, bytes) of everything attached to this turn; a declared type that is no image or audio is refused."""
-    files = [*submitted.files, *(f for f in [getattr(submitted, "audio", None), *recorded] if f is not None)]
+def media_uploads(files: list, verb: str = "attach") -> list[tuple[str, bytes]]:
+    """(name, bytes) of uploaded files; one whose browser-declared type is no image or audio is refused by name
+    (the Assistants and Sentiment pages both take media this way)."""
     for upload in files:
         declared = (upload.type or "").lower()
         if declared and not declared.startswith(MEDIA_TYPES):
             raise InputError(
                 f"{upload.name}: the browser sent it as {declared}, not an image or a voice note; "
-                f"attach one of {', '.join(ATTACHABLE)}"
+                f"{verb} one of {', '.join(ATTACHABLE)}"
             )
     return [(upload.name, upload.getvalue()) for upload in files]
+
+
+def _uploads(submitted, recorded: list) -> list[tuple[str, bytes]]:
+    """(name, bytes) of everything attached to this turn."""
+    return media_uploads(
+        [*submitted.files, *(f for f in [getattr(submitted, "audio", None), *recorded] if f is not None)]
+    )
 
 
 def _show_turn(turn: Turn) -> None:

@@ -41,6 +41,7 @@ from polyglm.scenarios.loader import PACKS_DIR, list_packs
 from polyglm.ui import PageSpec
 from polyglm.ui.assistants_page import ATTACHABLE
 from polyglm.ui.state import app_settings, current_platform, current_profile, show_error
+from polyglm.ui.training import Elapsed
 
 BATCH_ROOT = Path("runs") / "app" / "batch"  # per-session uploads and run folders (relative to the server's cwd)
 ALLOWED_ROOTS = {"runs": Path("runs"), "packs": PACKS_DIR}  # where a manifest on the server may be picked from
@@ -53,7 +54,7 @@ UPLOADABLE = sorted({*ATTACHABLE, "csv", "jsonl"})
 
 
 @dataclass
-class BatchJob:
+class BatchJob(Elapsed):
     """One run as the page shows it; written by the run's thread, read by the session that started it."""
 
     title: str  # e.g. "labels on data.csv (tiny)"
@@ -66,14 +67,6 @@ class BatchJob:
     error: str | None = None
     finished: float | None = None
     earlier: int = 0  # records already in the run folder when it started (a resumed run)
-
-    @property
-    def running(self) -> bool:
-        return self.finished is None
-
-    @property
-    def seconds(self) -> float:
-        return (self.finished or time.time()) - self.started
 
     def observe(self, done: int, total: int) -> None:
         self.done, self.total = done, total

@@ -19,10 +19,10 @@ import streamlit as st
 
 from polyglm.pipelines.attachments import decode_uploads
 from polyglm.pipelines.sentiment import LABELS, SentimentInput, SentimentResult, analyse
-from polyglm.platform.errors import InputError, PolyglmError
+from polyglm.platform.errors import PolyglmError
 from polyglm.platform.media import IMAGE_EXTENSIONS
 from polyglm.ui import PageSpec
-from polyglm.ui.assistants_page import ATTACHABLE, MEDIA_TYPES
+from polyglm.ui.assistants_page import ATTACHABLE, media_uploads
 from polyglm.ui.state import current_platform, show_error, show_failure
 
 PACK = "social_sentiment"  # the optional scenario pack: intensity, emotion, guideline passage
@@ -38,18 +38,6 @@ class Shown:
     result: SentimentResult
     image_names: tuple[str, ...]
     audio_names: tuple[str, ...]
-
-
-def _uploads(files: list) -> list[tuple[str, bytes]]:
-    """(name, bytes) of the files to analyse; a declared type that is no image or audio is refused by name."""
-    for upload in files:
-        declared = (upload.type or "").lower()
-        if declared and not declared.startswith(MEDIA_TYPES):
-            raise InputError(
-                f"{upload.name}: the browser sent it as {declared}, not an image or a voice note; "
-                f"upload one of {', '.join(ATTACHABLE)}"
-            )
-    return [(upload.name, upload.getvalue()) for upload in files]
 
 
 def _inputs() -> tuple[str, list, bool, bool]:
@@ -69,7 +57,7 @@ def _inputs() -> tuple[str, list, bool, bool]:
 
 
 def _analyse(text: str, files: list, pack: bool, attribution: bool) -> Shown:
-    uploads = _uploads(files)
+    uploads = media_uploads(files, verb="upload")
     images, clips = decode_uploads(uploads)  # media.py's checks: size, format, lying extension, silence
     image_names = tuple(n for n, _ in uploads if Path(n).suffix.lower() in IMAGE_EXTENSIONS)
     audio_names = tuple(n for n, _ in uploads if Path(n).suffix.lower() not in IMAGE_EXTENSIONS)

@@ -24,8 +24,23 @@ class StopRequested(Exception):
     """Raised inside the training loop when someone pressed Stop."""
 
 
+class Elapsed:
+    """`running` and `seconds` of a background job with `started` and `finished` (None while it runs)."""
+
+    started: float
+    finished: float | None
+
+    @property
+    def running(self) -> bool:
+        return self.finished is None
+
+    @property
+    def seconds(self) -> float:
+        return (self.finished or time.time()) - self.started
+
+
 @dataclass
-class TrainingJob:
+class TrainingJob(Elapsed):
     """What a page shows about a job; written by the training thread, read by any session."""
 
     kind: str  # "adapter" or "finetune"
@@ -40,14 +55,6 @@ class TrainingJob:
     error: str | None = None  # why it failed
     finished: float | None = None
     stop_event: threading.Event = field(default_factory=threading.Event, repr=False)
-
-    @property
-    def running(self) -> bool:
-        return self.finished is None
-
-    @property
-    def seconds(self) -> float:
-        return (self.finished or time.time()) - self.started
 
     def observe(self, state: trainer.RunState, total: int) -> None:
         """trainer.observed's callback: runs in the training thread after a resume and after each step."""
