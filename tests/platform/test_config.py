@@ -32,7 +32,8 @@ def test_glm_profiles_name_the_glm_family_and_vit_and_whisper():
 
 
 def test_unknown_profile_lists_the_valid_ones():
-    with pytest.raises(ProfileError, match=r"unknown profile 'nope'; available: glm-edge, glm4-9b, offline, tiny"):
+    listed = "gemma-base, glm-edge, glm4-9b, offline, smollm2, tiny"
+    with pytest.raises(ProfileError, match=rf"unknown profile 'nope'; available: {listed}"):
         load_profile("nope")
 
 
