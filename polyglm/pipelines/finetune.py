@@ -45,6 +45,7 @@ from polyglm.platform import trainer
 from polyglm.platform.config import Settings
 from polyglm.platform.errors import PolyglmError
 from polyglm.platform.fusion import IGNORE_INDEX
+from polyglm.platform.language_model import labelled_token_losses
 from polyglm.platform.loader import Platform, load_platform
 from polyglm.platform.multimodal import drop_media_lora, part_identity
 from polyglm.platform.precision import AUTO, DTYPES, dtype_name
@@ -324,17 +325,7 @@ def _batch(rows: Sequence[Row], pad_id: int, device) -> tuple[torch.Tensor, torc
 def token_losses(model: Any, rows: Sequence[Row], pad_id: int, device) -> torch.Tensor:
     """Cross-entropy of every labelled token of `rows` (1-D). The output head runs on labelled positions only."""
     ids, mask, labels = _batch(rows, pad_id, device)
-    targets = labels[:, 1:]
-    keep = targets != IGNORE_INDEX
-    from peft import PeftModel
-
-    base = model.get_base_model() if isinstance(model, PeftModel) else model
-    if getattr(base.config, "final_logit_softcapping", None):  # the head is not a plain projection: full logits
-        logits = model(input_ids=ids, attention_mask=mask, use_cache=False).logits[:, :-1][keep]
-    else:
-        hidden = base.get_decoder()(input_ids=ids, attention_mask=mask, use_cache=False).last_hidden_state
-        logits = base.get_output_embeddings()(hidden[:, :-1][keep])
-    return torch.nn.functional.cross_entropy(logits.float(), targets[keep], reduction="none")
+    return labelled_token_losses(model, labels, input_ids=ids, attention_mask=mask)
 
 
 def loss_sum(model: Any, rows: Sequence[Row], pad_id: int, device, batch_size: int, desc: str) -> tuple[float, int]:

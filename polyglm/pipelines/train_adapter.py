@@ -30,6 +30,7 @@ from polyglm.platform.errors import InputError
 from polyglm.platform.feature_cache import CacheOptions, FeatureCache
 from polyglm.platform.fusion import MediaFeatures, build_batch
 from polyglm.platform.inventory import STAGE2_MANIFEST
+from polyglm.platform.language_model import labelled_token_losses
 from polyglm.platform.loader import Platform, load_platform
 from polyglm.platform.multimodal import MODALITY_ROLE, MultimodalModel, load_media, part_identity, weights_hash
 from polyglm.platform.precision import dtype_name
@@ -205,10 +206,8 @@ def batch_loss(mm: MultimodalModel, projector, modality: str, batch: Sequence[Ex
 def answer_loss(mm: MultimodalModel, conversations: Sequence[Sequence[dict]]) -> torch.Tensor:
     """Mean cross-entropy of the last assistant turn of each conversation (prompt tokens are not scored)."""
     fused = build_batch(mm.lm, conversations, mm.placeholder_ids, train=True)
-    logits = mm.lm.model(inputs_embeds=fused.inputs_embeds, attention_mask=fused.attention_mask).logits.float()
-    return torch.nn.functional.cross_entropy(
-        logits[:, :-1].reshape(-1, logits.shape[-1]), fused.labels[:, 1:].reshape(-1), ignore_index=-100
-    )
+    inputs = {"inputs_embeds": fused.inputs_embeds, "attention_mask": fused.attention_mask}
+    return labelled_token_losses(mm.lm.model, fused.labels, **inputs).mean()
 
 
 def held_out_loss(mm: MultimodalModel, projector, modality: str, test: Sequence[Example], batch_size: int) -> float:

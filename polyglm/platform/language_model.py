@@ -64,3 +64,26 @@ class LanguageModel:
             messages, add_generation_prompt=add_generation_prompt, tokenize=False
         )
         return self.tokenizer(rendered, add_special_tokens=False)["input_ids"]
+
+
+def labelled_token_losses(model: Any, labels: Any, **inputs: Any) -> Any:
+    """Cross-entropy (1-D, no reduction) of every labelled next token; `inputs` are the model's inputs.
+
+    The output head runs only where a label is: Gemma's 262k-token head costs more than its whole body
+    at every other position, and a full (batch, length, vocabulary) fp32 logits tensor is gigabytes.
+    A head that is not a plain projection (final logit soft-capping) gets the full forward instead.
+    """
+    import torch
+    from peft import PeftModel
+
+    from polyglm.platform.fusion import IGNORE_INDEX
+
+    targets = labels[:, 1:]
+    keep = targets != IGNORE_INDEX
+    base = model.get_base_model() if isinstance(model, PeftModel) else model  # LoRA layers sit inside it
+    if getattr(base.config, "final_logit_softcapping", None):
+        logits = model(**inputs, use_cache=False).logits[:, :-1][keep]
+    else:
+        hidden = base.get_decoder()(**inputs, use_cache=False).last_hidden_state
+        logits = base.get_output_embeddings()(hidden[:, :-1][keep])
+    return torch.nn.functional.cross_entropy(logits.float(), targets[keep], reduction="none")
