@@ -1,6 +1,6 @@
 """`polyglm models verify`: prove each part of a profile with a real output, not just a load.
 
-- language model: answers "What is the capital of France?" with Paris
+- language model: answers "What is the capital of France?" with Paris, in the profile's first language
 - speech: transcribes an espeak-ng clip of a known sentence with WER <= 0.25
 - vision: top-5 for scikit-image's `coffee` photo holds a coffee-related ImageNet class
 - embedding: ranks a paraphrase above an unrelated sentence
@@ -39,12 +39,12 @@ class CheckResult:
 def check_language_model(platform: Platform) -> tuple[bool, str]:
     from polyglm.pipelines.chat import reply
 
-    answer = reply(
-        platform,
-        [{"role": "user", "content": "What is the capital of France?"}],
-        GenerationOptions(max_new_tokens=24),
-    )
-    return "paris" in answer.lower(), f"answer: {answer.strip()!r}"
+    question, expected = CAPITAL_OF_FRANCE.get(platform.profile.languages[0], CAPITAL_OF_FRANCE["en"])
+    answer = reply(platform, [{"role": "user", "content": question}], GenerationOptions(max_new_tokens=24))
+    return expected in answer.lower(), f"answer: {answer.strip()!r}"
+
+
+CAPITAL_OF_FRANCE = {"en": ("What is the capital of France?", "paris"), "zh": ("法国的首都是哪里？", "巴黎")}
 
 
 def word_error_rate(reference: str, hypothesis: str) -> float:

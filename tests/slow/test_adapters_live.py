@@ -123,12 +123,15 @@ def test_the_shipped_stage2_answers_colour_questions_above_chance(offline_platfo
 def test_a_red_circle_in_chat_and_in_a_scenario_turn_is_seen_through_the_features(offline_platform, zeroed_features):
     from polyglm.pipelines.scenario_chat import scenario_assistant
 
-    circle = _shape("red", "circle", 1, 12345)
+    circle, blue = _shape("red", "circle", 1, 12345), _shape("blue", "circle", 1, 12345)
     question = [{"role": "user", "content": "What colour are the shapes?"}]
-    assert "red" in reply(offline_platform, question, SHORT, images=[circle]).lower()
+    seen = reply(offline_platform, question, SHORT, images=[circle])
+    assert "red" in seen.lower() and reply(offline_platform, question, SHORT, images=[blue]) != seen
     assistant = scenario_assistant(offline_platform, "social_sentiment", "en")
     assistant.max_new_tokens = 16
     turn = assistant.respond("What colour is the shape in my photo?", images=[circle])
     assert [s["media"] for s in turn.trace if s["step"] == "features"] == [["image 1: 49 slots"]], turn.trace
-    zeroed_features()
-    assert "red" not in reply(offline_platform, question, SHORT, images=[circle]).lower()
+    zeroed_features()  # blind: a red and a blue circle get the same answer (Gemma guesses "red" for both)
+    assert reply(offline_platform, question, SHORT, images=[circle]) == reply(
+        offline_platform, question, SHORT, images=[blue]
+    )

@@ -17,23 +17,23 @@ def test_each_part_passes_its_real_output_check(offline_platform, role):
     assert passed, detail
 
 
-def test_language_model_streams_paris(offline_platform):
+def test_language_model_streams_paris_in_chinese(offline_platform):
     from polyglm.pipelines.chat import stream_reply
     from polyglm.platform.engine import GenerationOptions
 
     pieces = list(
         stream_reply(
             offline_platform,
-            [{"role": "user", "content": "What is the capital of France?"}],
+            [{"role": "user", "content": "法国的首都是哪里？"}],
             GenerationOptions(max_new_tokens=24),
         )
     )
-    assert len(pieces) > 3 and "Paris" in "".join(pieces)
+    assert len(pieces) > 3 and "巴黎" in "".join(pieces)
 
 
-def test_offline_lm_is_smollm2_in_fp32_on_cpu_with_lora_targets(offline_platform):
+def test_offline_lm_is_gemma3_in_fp32_on_cpu_with_lora_targets(offline_platform):
     lm = offline_platform.lm
-    assert lm.model_type == "llama" and str(lm.model.dtype) == "torch.float32"
+    assert lm.model_type == "gemma3_text" and str(lm.model.dtype) == "torch.float32"
     names = {n.rsplit(".", 1)[-1] for n, _ in lm.model.named_modules()}
     assert set(lm.lora_targets) <= names
 
@@ -70,9 +70,9 @@ def test_app_chat_answers_with_the_offline_lm():
     app = AppTest.from_file(str(Path(__file__).resolve().parents[2] / "streamlit_app.py"), default_timeout=300)
     app.session_state["polyglm_profile"] = "offline"
     app.run()
-    app.chat_input[0].set_value("What is the capital of France?").run()
+    app.chat_input[0].set_value("法国的首都是哪里？").run()
     assert not app.exception
-    assert "Paris" in app.chat_message[1].markdown[0].value
+    assert "巴黎" in app.chat_message[1].markdown[0].value
 
 
 def test_shipped_image_adapter_describes_new_shape_images(offline_platform):
