@@ -185,5 +185,5 @@ def test_an_answered_item_is_scored_against_answer_and_what_the_model_was_shown(
     }  # fmt: skip
     record = run_item(ScenarioAssistant(tiny_platform, pack, "en"), pack, item)
     assert record["facts"] == [True, False] and record["facts_shown"][1] is False
-    assert record["tools"] == {"called": [True], "arguments_match": [True], "unexpected": []}
+    assert record["tools"] == {"called": [True], "arguments_match": [True], "unexpected": [], "called_by_model": []}
     assert record["escalated"] and record["must_escalate"] and isinstance(record["retrieval_hit"], bool)

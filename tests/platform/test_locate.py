@@ -11,7 +11,7 @@ def test_unprepared_part_says_which_profile_file_and_command(tmp_path):
         resolve_part(load_profile("offline"), "language_model", settings)
     message = str(info.value)
     assert "profile 'offline'" in message
-    assert str(tmp_path / "parts" / "smollm2-135m-instruct") in message
+    assert str(tmp_path / "parts" / "gemma-3-270m-polyglm") in message
     assert "polyglm models prepare --profile offline" in message
 
 

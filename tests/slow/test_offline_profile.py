@@ -44,6 +44,9 @@ def test_models_list_reports_offline_ready_with_sizes(offline_platform):
     assert offline["ready"]
     sizes = {p["role"]: p["bytes"] for p in offline["parts"]}
     assert sizes["language_model"] > 500e6 and sizes["speech"] > 100e6 and sizes["vision"] > 10e6
+    lm = next(p for p in offline["parts"] if p["role"] == "language_model")
+    assert lm["build"]["delta"].startswith("polyglm-sft") and lm["build"]["base"] == "prepared:gemma-3-270m"
+    assert len(lm["build"]["delta_data_sha256"]) == 64 and "Gemma" in lm["licence"]
 
 
 def test_verify_command_passes_on_offline(offline_platform):
