@@ -53,17 +53,22 @@ class RepoFile:
         return {"repository": f"polyglm/{self.path}", "sha256": self.sha256}
 
     def locate(self) -> Path:
-        path = PACKAGE_ROOT / self.path
-        restore = f"restore it (git checkout -- polyglm/{self.path}) or reinstall polyglm"
-        if not path.is_file():
-            raise PrepareError(f"{path} is missing; {restore}")
-        actual = sha256_file(path)
-        if actual != self.sha256:
-            raise PrepareError(
-                f"{path} is corrupt or not the pinned file: sha256 {actual[:16]}… != pinned {self.sha256[:16]}…; "
-                f"{restore}. A retrained delta needs its new sha256 pinned in {__file__}"
-            )
-        return path
+        fix = (f"restore it (git checkout -- polyglm/{self.path}) or reinstall polyglm. "
+               f"A retrained delta needs its new sha256 pinned in {__file__}")  # fmt: skip
+        return checked_file(PACKAGE_ROOT / self.path, self.sha256, fix)
+
+
+def checked_file(path: Path, sha256: str, fix: str) -> Path:
+    """`path` when it exists with the pinned sha256; otherwise one error naming the file and `fix`."""
+    if not path.is_file():
+        raise PrepareError(f"{path} is missing; {fix}")
+    actual = sha256_file(path)
+    if actual != sha256:
+        raise PrepareError(
+            f"{path} is corrupt or truncated (or not the pinned file): sha256 {actual[:16]}… "
+            f"(size {path.stat().st_size}) != pinned {sha256[:16]}…; {fix}"
+        )
+    return path
 
 
 @dataclass(frozen=True)
@@ -103,16 +108,8 @@ def locate_packaged_file(pinned: PackagedFile) -> Path:
         raise PrepareError(
             f"package {pinned.distribution} is {dist.version}, expected {pinned.version}; run: {pinned.reinstall}"
         )
-    path = Path(dist.locate_file(pinned.path))
-    if not path.is_file():
-        raise PrepareError(f"{path} (from {pinned.distribution}) is missing; run: {pinned.reinstall}")
-    actual = sha256_file(path)
-    if actual != pinned.sha256:
-        raise PrepareError(
-            f"{path} is corrupt or truncated: sha256 {actual[:16]}… (size {path.stat().st_size}) "
-            f"!= pinned {pinned.sha256[:16]}…; run: {pinned.reinstall}"
-        )
-    return path
+    return checked_file(Path(dist.locate_file(pinned.path)), pinned.sha256,
+                        f"it comes from {pinned.distribution}; run: {pinned.reinstall}")  # fmt: skip
 
 
 # --- offline builds ---------------------------------------------------------------------------

@@ -80,7 +80,7 @@ def test_repo_file_checks_its_pinned_hash(tmp_path, monkeypatch):
     pinned = RepoFile("delta.bin", sha256_file(tmp_path / "delta.bin"))
     assert pinned.locate() == tmp_path / "delta.bin"
     (tmp_path / "delta.bin").write_bytes(b"trained weights, flipped")
-    with pytest.raises(PrepareError, match=r"corrupt or not the pinned file.*git checkout"):
+    with pytest.raises(PrepareError, match=r"corrupt or truncated.*git checkout"):
         pinned.locate()
     (tmp_path / "delta.bin").unlink()
     with pytest.raises(PrepareError, match="is missing"):
