@@ -47,6 +47,19 @@ def offline_platform():
     return load_platform("offline", device="cpu")
 
 
+@pytest.fixture(scope="session")
+def smollm2_platform():
+    """The previous offline LM, English only: it obeys instructions written in its input, so the tests that
+    show the product's fences stopping an instruction need it (Gemma + polyglm's delta ignores them even
+    unfenced). Prepared on first use (~20 s, the other parts are the offline profile's)."""
+    from polyglm.platform.config import load_profile
+    from polyglm.platform.loader import load_platform
+    from polyglm.platform.prepare import prepare_profile
+
+    prepare_profile(load_profile("smollm2"))
+    return load_platform("smollm2", device="cpu")
+
+
 @pytest.fixture
 def isolated_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """POLYGLM_CACHE in a temporary folder: tool state and indexes never touch the user's cache."""
