@@ -181,14 +181,17 @@ def train_lm_delta(options: SftOptions) -> dict:
     from peft import LoraConfig, get_peft_model
 
     from polyglm.platform.convert.gemma import base_fingerprint
-    from polyglm.platform.recipes import RECIPES
+    from polyglm.platform.recipes import RECIPES, RepoFile
 
     platform = load_platform(options.profile)
-    lm = platform.lm
     spec = platform.profile.part("language_model")
     recipe = RECIPES.get(spec.ref) if spec.locator == "prepared" else None
-    if recipe is None:
-        raise FinetuneError(f"profile {options.profile!r} has no prepared language model; use --profile gemma-base")
+    if recipe is None or any(isinstance(f, RepoFile) for f in recipe.inputs):
+        raise FinetuneError(
+            f"profile {options.profile!r} does not have a base language model to train a delta on (none prepared, "
+            "or one with a delta merged already); use --profile gemma-base"
+        )
+    lm = platform.lm
     torch.manual_seed(options.seed)
     lm.model.to(platform.training_dtype(options.lm_dtype).torch_dtype).requires_grad_(False).eval()
     tokenizer, device, stop_ids = lm.tokenizer, lm.device, lm.stop_token_ids

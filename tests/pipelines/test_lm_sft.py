@@ -75,3 +75,11 @@ def test_length_batches_hold_every_row_once_per_epoch_with_similar_lengths():
     assert flat == sorted(list(range(103)) * 2)
     spread = max(max(lengths[i] for i in b) - min(lengths[i] for i in b) for b in batches)
     assert spread < 500  # random batches of this data spread ~900
+
+
+def test_a_profile_whose_lm_has_the_delta_merged_is_refused_before_loading_it(isolated_cache):
+    from polyglm.pipelines.finetune import FinetuneError
+    from polyglm.pipelines.lm_sft import train_lm_delta
+
+    with pytest.raises(FinetuneError, match=r"merged already.*--profile gemma-base"):
+        train_lm_delta(SftOptions(profile="offline"))
