@@ -112,10 +112,6 @@ class TestChatPolyglmIntegration(ChatModelIntegrationTests):
     # right arguments: test_tool_calling and test_unicode_tool_call_integration pass (SmolLM2-135M wrote
     # {"input": 1234567890, ...} for magic_function(3) and turned 你好啊集团 into Japanese). Structured output
     # with a pydantic schema does not: the model fills one field ({"setup": "cat_joke"}) and closes the call.
-    @pytest.mark.parametrize("schema_type", [pytest.param("pydantic", marks=PYDANTIC_GAP), "typeddict", "json_schema"])
-    def test_structured_output(self, model: Any, schema_type: str) -> None:
-        super().test_structured_output(model, schema_type)
-
     @PYDANTIC_GAP
     def test_structured_output_pydantic_2_v1(self, model: Any) -> None:
         super().test_structured_output_pydantic_2_v1(model)
