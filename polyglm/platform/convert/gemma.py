@@ -83,18 +83,24 @@ def read_delta_manifest(delta_dir: Path) -> dict:
         ) from None
 
 
-def merge_delta(model_dir: Path, delta_dir: Path, expected_base: str) -> dict:
-    """Merge the LoRA delta in `delta_dir` into the fp32 model in `model_dir`, in place."""
-    import torch
-    from peft import PeftModel
-    from transformers import AutoModelForCausalLM
-
+def checked_delta(delta_dir: Path, expected_base: str) -> dict:
+    """The delta's manifest, when the delta was trained on `expected_base`; otherwise the error and the fix."""
     manifest = read_delta_manifest(delta_dir)
     if manifest.get("base_fingerprint") != expected_base:
         raise PrepareError(
             f"the delta in {delta_dir} was trained on base {manifest.get('base_fingerprint')!r}, but this base is "
             f"{expected_base!r} (another GGUF or chat layout); retrain it: polyglm lm-sft --profile gemma-base"
         )
+    return manifest
+
+
+def merge_delta(model_dir: Path, delta_dir: Path, expected_base: str) -> dict:
+    """Merge the LoRA delta in `delta_dir` into the fp32 model in `model_dir`, in place."""
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    manifest = checked_delta(delta_dir, expected_base)
     base = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
     merged = PeftModel.from_pretrained(base, delta_dir / "lora").merge_and_unload()
     merged.save_pretrained(model_dir)
@@ -108,10 +114,11 @@ def merge_delta(model_dir: Path, delta_dir: Path, expected_base: str) -> dict:
 
 def build_gemma_with_delta(inputs: Sequence[Path], out_dir: Path) -> dict:
     """The base (four GGUF chunks first) with the shipped delta merged: lora/ files, then manifest.json."""
-    *chunks_and_lora, manifest = inputs
-    chunks = [p for p in chunks_and_lora if ".gguf." in p.name]
-    info = build_gemma_base(chunks, out_dir)
     from polyglm.platform.recipes import sha256_file
 
+    *chunks_and_lora, manifest = inputs
+    chunks = [p for p in chunks_and_lora if ".gguf." in p.name]
     expected = base_fingerprint([sha256_file(p) for p in chunks])
+    checked_delta(manifest.parent, expected)  # before the minute of dequantising, not after
+    info = build_gemma_base(chunks, out_dir)
     return {**info, **merge_delta(out_dir, manifest.parent, expected)}
