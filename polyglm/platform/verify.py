@@ -36,15 +36,15 @@ class CheckResult:
     seconds: float  # load + check time
 
 
+CAPITAL_OF_FRANCE = {"en": ("What is the capital of France?", "paris"), "zh": ("法国的首都是哪里？", "巴黎")}
+
+
 def check_language_model(platform: Platform) -> tuple[bool, str]:
     from polyglm.pipelines.chat import reply
 
     question, expected = CAPITAL_OF_FRANCE.get(platform.profile.languages[0], CAPITAL_OF_FRANCE["en"])
     answer = reply(platform, [{"role": "user", "content": question}], GenerationOptions(max_new_tokens=24))
     return expected in answer.lower(), f"answer: {answer.strip()!r}"
-
-
-CAPITAL_OF_FRANCE = {"en": ("What is the capital of France?", "paris"), "zh": ("法国的首都是哪里？", "巴黎")}
 
 
 def word_error_rate(reference: str, hypothesis: str) -> float:

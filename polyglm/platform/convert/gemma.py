@@ -29,7 +29,6 @@ GEMMA_CHAT_TEMPLATE = (
 END_OF_TURN = "<end_of_turn>"
 # Bump when the build's output changes (template, stop tokens): deltas trained on the old base are refused.
 BASE_LAYOUT = 1
-DELTA_FILES = ("adapter_config.json", "adapter_model.safetensors")
 
 
 def base_fingerprint(gguf_sha256: Sequence[str]) -> str:
@@ -112,13 +111,9 @@ def merge_delta(model_dir: Path, delta_dir: Path, expected_base: str) -> dict:
     }
 
 
-def build_gemma_with_delta(inputs: Sequence[Path], out_dir: Path) -> dict:
-    """The base (four GGUF chunks first) with the shipped delta merged: lora/ files, then manifest.json."""
-    from polyglm.platform.recipes import sha256_file
-
-    *chunks_and_lora, manifest = inputs
-    chunks = [p for p in chunks_and_lora if ".gguf." in p.name]
-    expected = base_fingerprint([sha256_file(p) for p in chunks])
-    checked_delta(manifest.parent, expected)  # before the minute of dequantising, not after
+def build_gemma_with_delta(chunks: Sequence[Path], delta_dir: Path, expected_base: str, out_dir: Path) -> dict:
+    """The base built from `chunks` with the delta in `delta_dir` merged. `expected_base` is the fingerprint of
+    the chunks' pinned hashes (prepare has checked every chunk against them)."""
+    checked_delta(delta_dir, expected_base)  # before the minute of dequantising, not after
     info = build_gemma_base(chunks, out_dir)
-    return {**info, **merge_delta(out_dir, manifest.parent, expected)}
+    return {**info, **merge_delta(out_dir, delta_dir, expected_base)}
