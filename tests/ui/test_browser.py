@@ -83,9 +83,12 @@ def _send(page, text: str, files: list[Path] = ()) -> None:
         chat.locator("input[type=file]").set_input_files([str(f) for f in files])
         for f in files:  # the chip of each staged file, before sending
             chat.get_by_text(f.name).wait_for(timeout=30_000)
-    box = page.get_by_test_id("stChatInputTextArea")
-    box.fill(text)
-    box.press("Enter")
+    page.get_by_test_id("stChatInputTextArea").fill(text)
+    # Streamlit keeps the send button disabled (and ignores Enter) until every staged file has
+    # uploaded; pressing Enter before that dropped the message on a busy machine.
+    send = chat.get_by_test_id("stChatInputSubmitButton")
+    page.wait_for_function("(b) => !b.disabled", arg=send.element_handle(), timeout=60_000)
+    send.click()
 
 
 def _wait_for_reply(page, messages: int) -> None:
