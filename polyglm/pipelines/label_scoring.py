@@ -14,7 +14,7 @@ are left-padded into batches of `batch_size`; a row scores the same in any batch
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -65,9 +65,11 @@ def score_conversations(
     conversations: Sequence[Sequence[dict]],
     label_sets: Mapping[str, Sequence[str]],
     batch_size: int = 8,
+    heads: Mapping[str, Callable[[Any], Any]] | None = None,
 ) -> list[dict[str, dict[str, Any]]]:
     """Label scores after each conversation (ending with the user's turn, whose content may hold media
-    features): per conversation, set -> {"label", "probabilities", "scores"} (see choose_labels_batch)."""
+    features): per conversation, set -> {"label", "probabilities", "scores"} (see choose_labels_batch;
+    `heads`: trained classifiers that score a set from the LM's hidden state instead of its label words)."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     results: list[dict | None] = [None] * len(conversations)
@@ -76,14 +78,18 @@ def score_conversations(
     for group, media in ((text_only, False), (with_media, True)):
         for start in range(0, len(group), batch_size):
             chunk = group[start : start + batch_size]
-            scored = _score_chunk(platform, [conversations[i] for i in chunk], label_sets, media)
+            scored = _score_chunk(platform, [conversations[i] for i in chunk], label_sets, media, heads)
             for index, result in zip(chunk, scored, strict=True):
                 results[index] = result
     return results  # type: ignore[return-value]
 
 
 def _score_chunk(
-    platform: Platform, conversations: Sequence[Sequence[dict]], label_sets: Mapping[str, Sequence[str]], media: bool
+    platform: Platform,
+    conversations: Sequence[Sequence[dict]],
+    label_sets: Mapping[str, Sequence[str]],
+    media: bool,
+    heads: Mapping[str, Callable[[Any], Any]] | None,
 ) -> list[dict[str, dict[str, Any]]]:
     import torch
 
@@ -97,7 +103,7 @@ def _score_chunk(
     )
     with model.media_lora_on() if model else text_turn(platform):
         return choose_labels_batch(lm.model, lm.tokenizer, batch.inputs_embeds, batch.attention_mask, label_sets,
-                                   shared_prefix=shared)  # fmt: skip
+                                   shared_prefix=shared, heads=heads)  # fmt: skip
 
 
 MIN_SHARED_PREFIX = 16  # tokens; below this, running the prefix separately costs more than it saves

@@ -2,12 +2,14 @@
 
 One request walks down the layers once: the attachments are read the way chat reads them (encoders ->
 trained adapters -> fused features, plus OCR text and Whisper transcripts as fenced evidence;
-attachments.py), and label_scoring.py scores the three label words after one prompt (no generated
-text to parse). The same prompt is scored for every subset of the modalities that carried something,
-in the same batch: each alone, all together and each left out (the attribution). Probabilities are
-divided by a temperature fitted on validation data for the profile's LM (`calibration.json` beside
-the profile's adapters, checked against the LM's weights hash). With a scenario pack
-(social_sentiment) the pack's own LM classify adds its intensity and emotion, and its guideline
+attachments.py), and label_scoring.py scores the three labels after one prompt (no generated text to
+parse): by the profile's trained sentiment head on the LM's hidden state where the label begins
+(sentiment_head.py), or by the label words' own token scores where no head was trained for this LM.
+The same prompt is scored for every subset of the modalities that carried something, in the same
+batch: each alone, all together and each left out (the attribution). Probabilities are divided by a
+temperature fitted on validation data for the profile's LM and head (`calibration.json` beside the
+profile's adapters, checked against the LM's weights hash and the head's sha256). With a scenario
+pack (social_sentiment) the pack's own LM classify adds its intensity and emotion, and its guideline
 passage nearest to the post is returned as evidence.
 
 Same code on every profile: the tiny test profile, the offline one and the GLM ones.
@@ -76,6 +78,7 @@ class SentimentResult:
     probabilities: dict[str, float]  # every label, calibrated (divided by `calibration.temperature`)
     raw_probabilities: dict[str, float]  # the same before calibration
     calibration: Calibration
+    scorer: str  # "trained head <sha>" or why the label words' token scores were used
     modalities: tuple[str, ...]  # the modalities that carried something (text, image, audio)
     empty: dict[str, str]  # modality -> why it carried nothing (e.g. audio with no speech heard)
     attribution: dict[str, Any]  # together / alone / without (probabilities) and change_without (see below)
@@ -111,8 +114,9 @@ def calibration_path(platform: Platform) -> Path:
     return ADAPTER_ROOT / platform.profile.name / CALIBRATION_FILE
 
 
-def load_calibration(platform: Platform, path: Path | None = None) -> Calibration:
-    """The fitted temperature for this platform's LM, or 1.0 with the reason none applies."""
+def load_calibration(platform: Platform, head_sha256: str | None, path: Path | None = None) -> Calibration:
+    """The fitted temperature for this platform's LM and scorer (the head with `head_sha256`, or the label
+    words when None), or 1.0 with the reason none applies."""
     from polyglm.platform.multimodal import part_identity
 
     path = path or calibration_path(platform)
@@ -134,6 +138,10 @@ def load_calibration(platform: Platform, path: Path | None = None) -> Calibratio
         now = prompt_fingerprint()
         why = f"was fitted for another sentiment prompt ({record.get('prompt')}, now {now})"
         return Calibration(1.0, f"{path} {why}: ignored, raw scores; refit with `{refit}`", str(path))
+    if record.get("head") != head_sha256:
+        fitted, now = (f"head {h[:12]}" if h else "label-word scores" for h in (record.get("head"), head_sha256))
+        return Calibration(1.0, f"{path} was fitted for {fitted}, not {now}: ignored, raw scores; refit with "
+                                f"`{refit}`", str(path))  # fmt: skip
     if not 0.01 <= temperature <= 100:
         return Calibration(1.0, f"{path}: temperature {temperature} is out of range: ignored", str(path))
     return Calibration(temperature, "fitted", str(path))
@@ -252,6 +260,21 @@ def sentiment_conversation(text: str, read: ReadAttachments, lang: str) -> list[
     return item_conversation(system, text, read, lang, demonstration_turns())
 
 
+def sentiment_scorer(platform: Platform):
+    """The profile's trained sentiment head (read once per platform), or why the label words score instead."""
+    from polyglm.pipelines.sentiment_head import load_head
+
+    return platform.cached("sentiment_head", lambda: load_head(platform))
+
+
+def text_scores(platform: Platform, texts: Sequence[str], batch_size: int = 8) -> list[dict[str, float]]:
+    """Uncalibrated label scores of text-only posts by the scorer `analyse` uses (benches and calibration)."""
+    conversations = [sentiment_conversation(t, ReadAttachments(), language_of(t)) for t in texts]
+    heads = sentiment_scorer(platform).heads
+    scored = score_conversations(platform, conversations, {ANSWER: LABELS}, batch_size, heads)
+    return [row[ANSWER]["scores"] for row in scored]
+
+
 def analyse(
     platform: Platform, item: SentimentInput, scenario: str | None = None, attribution: bool = True
 ) -> SentimentResult:
@@ -269,7 +292,8 @@ def analyse_batch(
     """`analyse` for several posts: every prompt (each post's attribution subsets too) scored in batches."""
     for item in items:
         check_input(item)
-    calibration = platform.cached("sentiment_calibration", lambda: load_calibration(platform))
+    scorer = sentiment_scorer(platform)
+    calibration = platform.cached("sentiment_calibration", lambda: load_calibration(platform, scorer.sha256))
     prepared, conversations = [], []
     for item in items:
         read = read_item(platform, item)
@@ -284,7 +308,7 @@ def analyse_batch(
             conversations.append(sentiment_conversation(text, keep_only(read, keep), lang))
         rows = dict(zip(subsets, range(start, len(conversations)), strict=True))
         prepared.append((item, read, present, empty, notes + read.notes, lang, rows))
-    scored = score_conversations(platform, conversations, {ANSWER: LABELS}, batch_size)
+    scored = score_conversations(platform, conversations, {ANSWER: LABELS}, batch_size, scorer.heads)
     results = []
     for item, read, present, empty, notes, lang, rows in prepared:
         probs = {name: calibrated(scored[row][ANSWER]["scores"], calibration.temperature) for name, row in rows.items()}
@@ -297,8 +321,8 @@ def analyse_batch(
             pack_labels, evidence["guideline"] = pack_view(platform, scenario, item, read, lang)
         results.append(SentimentResult(
             label=label, probabilities=together, raw_probabilities=scored[rows["all"]][ANSWER]["probabilities"],
-            calibration=calibration, modalities=tuple(present), empty=empty, attribution=view, evidence=evidence,
-            scenario=scenario, pack_labels=pack_labels, notes=tuple(notes),
+            calibration=calibration, scorer=scorer.status, modalities=tuple(present), empty=empty, attribution=view,
+            evidence=evidence, scenario=scenario, pack_labels=pack_labels, notes=tuple(notes),
         ))  # fmt: skip
     return results
 

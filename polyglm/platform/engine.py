@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -154,6 +154,7 @@ def choose_labels_batch(
     attention_mask: Any,
     label_sets: Mapping[str, Sequence[str]],
     shared_prefix: int = 0,
+    heads: Mapping[str, Callable[[Any], Any]] | None = None,
 ) -> list[dict[str, dict[str, Any]]]:
     """Constrained decoding of a one-line JSON answer {"set": "label", ...} after each prompt of a
     left-padded batch (`inputs_embeds` (B, L, D), e.g. fused text + media, with its `attention_mask`).
@@ -167,9 +168,12 @@ def choose_labels_batch(
     label costs a forward pass over its own few tokens only. Position ids count real tokens only, so a
     row scores the same in any batch as alone. `shared_prefix`: the first that many real tokens are the
     same in every row (an instruction and worked examples, no media): they run once, for the whole batch.
+    `heads`: set -> a trained classifier that maps the LM's last hidden state where the label begins (B, D)
+    to one score per label (B, len(labels)); such a set is scored by its head instead of the label tokens.
     """
     import torch
 
+    heads = heads or {}
     rows = _GrowingBatch(model, inputs_embeds, attention_mask, shared_prefix)
     size = inputs_embeds.shape[0]
 
@@ -180,9 +184,17 @@ def choose_labels_batch(
     pending = [encode('{"')] * size
     for name, labels in label_sets.items():
         last = rows.extend([[*p, *encode(f'{name}": "')] for p in pending])[:, -1]  # (B, V)
+        if name in heads:
+            scores = heads[name](rows.last_hidden).float().cpu()
+            if scores.shape != (size, len(labels)):
+                raise ValueError(
+                    f"the head of {name!r} gave scores of shape {tuple(scores.shape)}, not {(size, len(labels))}"
+                )
+            labels_to_score = ()
+        else:
+            scores, labels_to_score = torch.zeros(size, len(labels)), labels
         settled = rows.state()
-        scores = torch.zeros(size, len(labels))
-        for column, label in enumerate(labels):
+        for column, label in enumerate(labels_to_score):
             ids = encode(f'{label}"')
             total = last[:, ids[0]].clone()
             if len(ids) > 1:
@@ -255,16 +267,25 @@ class _GrowingBatch:
     def _forward(self, embeds: Any, positions: Any, keep: int = 0) -> Any:
         import torch
 
-        with torch.inference_mode():
-            out = self.model(
-                inputs_embeds=embeds.to(self.model.device, self.model.dtype),
-                attention_mask=self.mask,
-                position_ids=positions,
-                cache=self.cache,
-                use_cache=True,
-                logits_to_keep=keep,  # 0: all positions
-            )
-            return out.logits.float().log_softmax(-1)
+        def keep_last_hidden(_module: Any, args: tuple) -> None:
+            # What the output head reads (the final, normed hidden state) at each row's last token: the
+            # input of a trained label head too.
+            self.last_hidden = args[0][:, -1].float()
+
+        hook = self.model.get_output_embeddings().register_forward_pre_hook(keep_last_hidden)
+        try:
+            with torch.inference_mode():
+                out = self.model(
+                    inputs_embeds=embeds.to(self.model.device, self.model.dtype),
+                    attention_mask=self.mask,
+                    position_ids=positions,
+                    cache=self.cache,
+                    use_cache=True,
+                    logits_to_keep=keep,  # 0: all positions
+                )
+        finally:
+            hook.remove()
+        return out.logits.float().log_softmax(-1)
 
     def extend(self, rows: Sequence[Sequence[int]]) -> Any:
         """Append one token list per row; log-probabilities (B, width, V), a row's last token last."""

@@ -87,6 +87,7 @@ def _label(shown: Shown) -> None:
         st.caption(f"Calibrated: scores divided by temperature {calibration.temperature:.3g} ({calibration.source})")
     else:
         st.caption(f"Uncalibrated: {calibration.status}")
+    st.caption(f"Scored by: {result.scorer}")
     st.caption(f"Read from: {', '.join(MODALITY_NAMES.get(m, m) for m in result.modalities)}")
     for modality, why in result.empty.items():
         st.info(f"{MODALITY_NAMES.get(modality, modality).capitalize()} carried nothing: {why}", icon=":material/info:")

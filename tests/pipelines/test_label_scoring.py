@@ -123,6 +123,43 @@ def test_batched_engine_scores_match_full_forward_passes(tiny_platform):
         assert list(result["level"]["scores"].values()) == pytest.approx(level, abs=1e-3)
 
 
+def test_a_head_scores_its_set_from_the_hidden_state_where_the_label_begins(tiny_platform):
+    """A trained head reads what the output head reads at the label's first position (the same logits as a
+    fresh forward pass over prompt + '{"mood": "'), its scores choose the label, and the next set is
+    scored by its words after the label the head chose."""
+    from polyglm.platform.engine import choose_labels_batch
+    from polyglm.platform.fusion import build_batch
+
+    lm = tiny_platform.lm
+    conversations = [[{"role": "user", "content": text}] for text in ("short", "a rather longer message here")]
+    weights = torch.randn(
+        lm.model.config.get_text_config().hidden_size, len(LABELS), generator=torch.Generator().manual_seed(0)
+    )
+    seen = []
+
+    def head(hidden):
+        seen.append(hidden)
+        return hidden @ weights
+
+    batch = build_batch(lm, conversations, {})
+    sets = {"mood": LABELS, "level": ["1", "2", "3"]}
+    chosen = choose_labels_batch(lm.model, lm.tokenizer, batch.inputs_embeds, batch.attention_mask, sets,
+                                 heads={"mood": head})  # fmt: skip
+    (hidden,) = seen
+    unheaded = choose_labels_batch(lm.model, lm.tokenizer, batch.inputs_embeds, batch.attention_mask, sets)
+    for row, (conversation, result) in enumerate(zip(conversations, chosen, strict=True)):
+        ids = lm.chat_ids(conversation) + lm.tokenizer.encode('{"mood": "', add_special_tokens=False)
+        with torch.inference_mode():
+            fresh = lm.model(input_ids=torch.tensor([ids])).logits[0, -1].float()
+            read = lm.model.get_output_embeddings()(hidden[row : row + 1].to(lm.model.dtype))[0].float()
+        assert read.log_softmax(-1) == pytest.approx(fresh.log_softmax(-1), abs=1e-3)
+        expected = (hidden[row] @ weights).tolist()
+        assert list(result["mood"]["scores"].values()) == pytest.approx(expected, abs=1e-5)
+        assert result["mood"]["label"] == LABELS[int(np.argmax(expected))]
+        if result["mood"]["label"] == unheaded[row]["mood"]["label"]:
+            assert result["level"] == unheaded[row]["level"]
+
+
 def test_media_reach_the_lm_through_the_adapter_and_as_evidence(media_platform, tmp_path):
     item = LabelInput(text="look", images=(sign("CLOSED MONDAY"),), audio=(spoken(tmp_path, "hello there"),))
     read = read_item(media_platform, item)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import subprocess
@@ -85,20 +86,23 @@ def test_fit_temperature_recovers_the_temperature_of_synthetic_scores():
     assert calibrated({"a": 2.0, "b": 0.0}, 2.0)["a"] == pytest.approx(1 / (1 + math.exp(-1.0)))
 
 
-def test_calibration_for_another_lm_or_prompt_is_ignored_with_the_reason(tiny_platform, tmp_path):
+def test_calibration_for_another_lm_prompt_or_head_is_ignored_with_the_reason(tiny_platform, tmp_path):
     from polyglm.platform.multimodal import part_identity
 
     lm_id, lm_hash = part_identity(tiny_platform, "language_model")
     path = tmp_path / "calibration.json"
-    path.write_text(
-        json.dumps({"temperature": 2.0, "lm_id": lm_id, "lm_hash": lm_hash, "prompt": prompt_fingerprint()})
-    )
-    assert load_calibration(tiny_platform, path).temperature == 2.0
-    path.write_text(json.dumps({"temperature": 2.0, "lm_id": "x", "lm_hash": "0123", "prompt": prompt_fingerprint()}))
-    other = load_calibration(tiny_platform, path)
+    fitted = {"temperature": 2.0, "lm_id": lm_id, "lm_hash": lm_hash, "prompt": prompt_fingerprint(), "head": "ab" * 32}
+    path.write_text(json.dumps(fitted))
+    assert load_calibration(tiny_platform, "ab" * 32, path).temperature == 2.0
+    path.write_text(json.dumps(fitted | {"lm_id": "x", "lm_hash": "0123"}))
+    other = load_calibration(tiny_platform, "ab" * 32, path)
     assert other.temperature == 1.0 and f"fitted for x (weights 0123), not {lm_id} (weights {lm_hash})" in other.status
-    path.write_text(json.dumps({"temperature": 2.0, "lm_id": lm_id, "lm_hash": lm_hash, "prompt": "old"}))
-    assert "another sentiment prompt" in load_calibration(tiny_platform, path).status
+    path.write_text(json.dumps(fitted | {"prompt": "old"}))
+    assert "another sentiment prompt" in load_calibration(tiny_platform, "ab" * 32, path).status
+    path.write_text(json.dumps(fitted))
+    for head, now in (("cd" * 32, "head cdcdcdcdcdcd"), (None, "label-word scores")):
+        refused = load_calibration(tiny_platform, head, path)
+        assert refused.temperature == 1.0 and f"fitted for head abababababab, not {now}" in refused.status
 
 
 def test_the_shipped_offline_calibration_matches_the_prompt():
@@ -108,6 +112,8 @@ def test_the_shipped_offline_calibration_matches_the_prompt():
     record = json.loads((ADAPTER_ROOT / "offline" / "sentiment" / "calibration.json").read_text())
     assert record["prompt"] == prompt_fingerprint() and record["labels"] == list(LABELS)
     assert 0.05 < record["temperature"] < 20 and record["command"].startswith("python bench/sentiment_calibrate.py")
+    head = ADAPTER_ROOT / "offline" / "sentiment" / "head" / "head.safetensors"
+    assert record["head"] == (hashlib.sha256(head.read_bytes()).hexdigest() if head.is_file() else None)
 
 
 @pytest.mark.parametrize(

