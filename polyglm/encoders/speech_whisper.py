@@ -39,14 +39,33 @@ class WhisperSpeechEncoder:
     def multilingual(self) -> bool:
         return self.model.is_multilingual
 
-    def transcribe(self, audio: Any, language: str | None = None) -> dict:
-        """audio: a file path or a 16 kHz mono float32 array. Returns whisper's result dict."""
+    def transcribe(self, audio: Any, language: str | None = None, languages: Sequence[str] = ()) -> dict:
+        """audio: a file path or a 16 kHz mono float32 array. Returns whisper's result dict. `languages`: when
+        no `language` is given, detect the spoken one among these only (whisper's own detection over ~100
+        languages heard synthetic Mandarin as Thai, and then transcribed it in Thai script)."""
         import torch
 
         fp16 = self.dtype == torch.float16
         if isinstance(audio, str | Path):  # whisper hands the path to ffmpeg: `-x.wav` must not read as an option
             audio = str(Path(audio).absolute())
+        if language is None and self.multilingual and languages:
+            language = self.likeliest_language(audio, languages)
         return self.model.transcribe(audio, language=language, fp16=fp16, temperature=0.0, verbose=None)
+
+    def likeliest_language(self, audio: Any, languages: Sequence[str]) -> str | None:
+        """The most probable of `languages` (whisper codes; others ignored) on the first 30 s, or None."""
+        import torch
+        import whisper
+        from whisper.tokenizer import LANGUAGES
+
+        known = [code for code in languages if code in LANGUAGES]
+        if not known:
+            return None
+        clip = whisper.load_audio(audio) if isinstance(audio, str) else torch.as_tensor(audio)
+        mel = whisper.log_mel_spectrogram(whisper.pad_or_trim(torch.as_tensor(clip)), self.model.dims.n_mels)
+        with torch.inference_mode():
+            _, probabilities = self.model.detect_language(mel.to(self.device, self.dtype))
+        return max(known, key=lambda code: probabilities.get(code, 0.0))
 
     def encode(self, audio_16k: Any):
         """(1, 1500, D) encoder states for up to 30 s of 16 kHz mono audio (zero-padded)."""

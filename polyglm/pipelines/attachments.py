@@ -152,7 +152,8 @@ def cached_texts(platform: Platform, role: str, items: Sequence[Any], read: Any)
     if not items:
         return []
     stored = media_cache(platform).get_or_compute(
-        part_key(platform, role, "text"),
+        # Transcripts depend on the languages the profile lets whisper choose from.
+        part_key(platform, role, "text" if role == "ocr" else f"text:{','.join(platform.profile.languages)}"),
         [media_bytes(item) for item in items],
         lambda missing: [text_tensor(read(items[i])) for i in missing],
     )
@@ -166,7 +167,8 @@ def text_tensor(text: str) -> Any:
 
 
 def transcript(platform: Platform, clip: Any) -> str:
-    return platform.speech.transcribe(clip)["text"].strip()
+    """What was said, in the language (of the profile's languages) it sounds most like."""
+    return platform.speech.transcribe(clip, languages=platform.profile.languages)["text"].strip()
 
 
 def ocr_text(platform: Platform, image: Any) -> str:

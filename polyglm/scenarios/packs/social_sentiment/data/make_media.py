@@ -13,11 +13,11 @@ brows, fear wide eyes, surprise O-mouth, disgust wavy mouth, neutral flat), its 
 intensity, and a few simple shapes match the post's `image_hint` (sun, waves, bowl, rain, bus, ball, cat ears,
 a phone screen...).
 
-Voice notes: Debian's `espeak-ng` speaks the post text (hashtags, emoji and links dropped; voice `cmn` for
-Chinese, `en-us`/`en` variants for English) at a speed, pitch and loudness set by the emotion and the
-`voice_hint` (sigh and sadness slow and low, joy fast and high, anger loud and fast), plus synthesised cues
-from the hint (sighs, sniffs, breathing, laughter, table bangs, wind, rain, waves, crowd, birds, a dog),
-as 16 kHz mono of at most 12 s, encoded by `ffmpeg` in the format the file name asks for.
+Voice notes: Debian's `espeak-ng` speaks the post text (hashtags, emoji and links dropped; voice
+`cmn-latn-pinyin` for Chinese, `en-us`/`en` variants for English) at a speed, pitch and loudness set by the
+emotion and the `voice_hint` (sigh and sadness slow and low, joy fast and high, anger loud and fast), plus
+synthesised cues from the hint (sighs, sniffs, breathing, laughter, table bangs, wind, rain, waves, crowd,
+birds, a dog), as 16 kHz mono of at most 12 s, encoded by `ffmpeg` in the format the file name asks for.
 
 The file names (and so the formats) are chosen by make_data.py; this script renders whatever is referenced.
 After changing how files are drawn or spoken, run it with --force: the manifest only knows the bytes.
@@ -1050,7 +1050,7 @@ class VoicePlan:
     """How to say one post: espeak-ng settings plus synthesised cues, from emotion, intensity and hint."""
 
     lang: str
-    language: str  # espeak-ng voice: cmn, en-us or en
+    language: str  # espeak-ng voice: cmn-latn-pinyin, en-us or en
     variant: str  # espeak-ng variant: f1..f5, m1..m7
     speed: float  # words per minute (espeak -s)
     pitch: float  # 0..99 (espeak -p)
@@ -1106,7 +1106,8 @@ def voice_plan(post: dict) -> VoicePlan:
     strength = 0.6 + 0.1 * intensity  # how far intensity pushes away from a calm voice
     female = rng.random() < 0.5
     variant = f"f{rng.randint(1, 5)}" if female else f"m{rng.randint(1, 7)}"
-    language = "cmn" if lang == "zh" else rng.choice(["en-us", "en-us", "en"])
+    # "cmn" spells Chinese out as pinyin in the English voice ("ni three hao three"); this voice speaks it.
+    language = "cmn-latn-pinyin" if lang == "zh" else rng.choice(["en-us", "en-us", "en"])
     plan = VoicePlan(
         lang=lang,
         language=language,
