@@ -174,7 +174,7 @@ def choose_labels_batch(
     import torch
 
     heads = heads or {}
-    rows = _GrowingBatch(model, inputs_embeds, attention_mask, shared_prefix)
+    rows = _GrowingBatch(model, inputs_embeds, attention_mask, shared_prefix, keep_hidden=bool(heads))
     size = inputs_embeds.shape[0]
 
     def encode(text: str) -> list[int]:
@@ -228,10 +228,13 @@ class _GrowingBatch:
     Each block holds one token list per row, right-aligned (rows may differ in length; the gaps are
     masked). Position ids count each row's real tokens, so padding never shifts a row's positions."""
 
-    def __init__(self, model: Any, inputs_embeds: Any, attention_mask: Any, shared_prefix: int = 0) -> None:
+    def __init__(
+        self, model: Any, inputs_embeds: Any, attention_mask: Any, shared_prefix: int = 0, keep_hidden: bool = False
+    ) -> None:
         from transformers import DynamicCache
 
-        self.model, self.cache = model, DynamicCache()
+        # keep_hidden: record the last token's final hidden state of every forward (`last_hidden`), for heads
+        self.model, self.cache, self.keep_hidden, self.last_hidden = model, DynamicCache(), keep_hidden, None
         mask = attention_mask.to(model.device)
         if shared_prefix and inputs_embeds.shape[0] > 1:
             inputs_embeds, mask = self._prefill_shared(inputs_embeds, mask, shared_prefix)
@@ -272,7 +275,10 @@ class _GrowingBatch:
             # input of a trained label head too.
             self.last_hidden = args[0][:, -1].float()
 
-        hook = self.model.get_output_embeddings().register_forward_pre_hook(keep_last_hidden)
+        head = self.model.get_output_embeddings() if self.keep_hidden else None
+        if self.keep_hidden and head is None:
+            raise ValueError(f"{type(self.model).__name__} has no output embeddings to read a label head's input from")
+        hook = head.register_forward_pre_hook(keep_last_hidden) if head is not None else None
         try:
             with torch.inference_mode():
                 out = self.model(
@@ -284,7 +290,8 @@ class _GrowingBatch:
                     logits_to_keep=keep,  # 0: all positions
                 )
         finally:
-            hook.remove()
+            if hook is not None:
+                hook.remove()
         return out.logits.float().log_softmax(-1)
 
     def extend(self, rows: Sequence[Sequence[int]]) -> Any:
