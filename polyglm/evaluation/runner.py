@@ -94,6 +94,18 @@ def append_records(path: Path, records: Iterable[Mapping]) -> None:
         os.fsync(out.fileno())
 
 
+def keep_latest_records(path: Path) -> None:
+    """Rewrite `path` with one record per id, the latest, in first-seen order (a retry appends a second
+    record for an item); the new file replaces the old one whole, so a crash leaves one or the other."""
+    latest = {r["id"]: r for r in read_records(path)}
+    partial = path.with_suffix(".partial")
+    with partial.open("w", encoding="utf-8") as out:
+        out.write("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in latest.values()))
+        out.flush()
+        os.fsync(out.fileno())
+    partial.replace(path)
+
+
 # ---------------------------------------------------------------- choosing the work
 
 
@@ -173,11 +185,14 @@ def run_eval(
     append_records(path, _bad_row_records(manifest, records))
     records |= {b.id: {"id": b.id, "error": b.reason, "line": b.line} for b in manifest.bad}
     todo = [r for r in rows if r.id not in records or (options.retry_failed and "error" in records[r.id])]
+    retried = any(r.id in records for r in todo)
     new = 0
     for batch_records in _predicted(todo, task, options, platform, progress, on_progress, len(rows)):
         append_records(path, batch_records)
         records |= {r["id"]: r for r in batch_records}
         new += len(batch_records)
+    if retried:
+        keep_latest_records(path)
     wanted = [records[r.id] for r in rows if r.id in records] + [records[b.id] for b in manifest.bad]
     metrics = report.task_metrics(task, wanted)
     (folder / METRICS).write_text(json.dumps(metrics, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")

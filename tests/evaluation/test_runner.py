@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -118,6 +119,32 @@ def test_failed_items_are_retried_only_when_asked(tiny_platform, tmp_path):
     assert first.failed == 1
     again = run_eval(options, platform=tiny_platform, progress=False)
     assert again.new == 0 and again.failed == 1
+
+
+def test_a_retried_item_keeps_one_record_and_the_others_are_not_redone(tiny_platform, tmp_path, monkeypatch):
+    """An item that failed at prediction time (a transient model error, not a bad row) is predicted again by
+    --retry-failed; predictions.jsonl then holds one record per id, the new one."""
+    from polyglm.evaluation.predictors import LabelsPredictor
+
+    data = write_dataset(tmp_path / "d", rows=4)
+    options = RunOptions(task="labels", manifest=data, out=tmp_path / "run", profile="tiny", batch_size=2)
+    real = LabelsPredictor.predict
+
+    def flaky(self, rows):
+        if any(row.id == "item-002" for row in rows):
+            raise InputError("the model server went away")
+        return real(self, rows)
+
+    monkeypatch.setattr(LabelsPredictor, "predict", flaky)
+    assert run_eval(options, platform=tiny_platform, progress=False).failed == 1
+    before = {r["id"]: r for r in read_records(tmp_path / "run" / PREDICTIONS)}
+    monkeypatch.setattr(LabelsPredictor, "predict", real)
+    again = run_eval(dataclasses.replace(options, retry_failed=True), platform=tiny_platform, progress=False)
+    assert again.new == 1 and again.failed == 0
+    lines = read_records(tmp_path / "run" / PREDICTIONS)
+    assert sorted(r["id"] for r in lines) == [f"item-{i:03d}" for i in range(4)]
+    after = {r["id"]: r for r in lines}
+    assert "error" not in after["item-002"] and all(after[i] == before[i] for i in before if i != "item-002")
 
 
 def test_compare_gives_paired_deltas_with_intervals(tiny_platform, tmp_path):
