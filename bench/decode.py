@@ -5,13 +5,11 @@ At batch 1 every weight is read once per generated token, so tokens/s cannot exc
 (summing a buffer far larger than the caches), the bytes read per token (every matrix the decode step
 multiplies by: the layers and the output head; the input embedding reads one row), the greedy
 tokens/s of the plain path polyglm uses (`engine.stream_tokens`, i.e. `generate()` with a streamer),
-and the fraction of the bound reached, for each dtype asked. `--nn-layout` adds a row for the same path with
-every linear layer's weight stored transposed (in x out, contiguous), so that the batch-1 product x @ W
-is a plain "NN" GEMV: the stored (out x in) layout makes BLAS run x @ W.T as "NT", which read only
-~15.5 GB/s on this machine's 2 cores against ~27 GB/s for NN (the output head alone: 43 ms vs 25 ms).
-This row keeps a second copy of every weight; it is a measurement of the layout, not the product path.
+and the fraction of the bound reached, for each dtype asked. polyglm's CPU path multiplies by transposed
+weight copies (platform/decode_layout.py); `--stock` adds a row per dtype with stock nn.Linear (x @ W.T),
+and says whether its greedy output equals polyglm's.
 
-Run: .venv/bin/python bench/decode.py --profile offline [--dtypes float32 bfloat16] [--tokens 64]
+Run: .venv/bin/python bench/decode.py --profile offline [--dtypes float32 bfloat16] [--tokens 64] [--stock]
 """
 
 from __future__ import annotations
@@ -68,25 +66,15 @@ def tokens_per_second(lm, new_tokens: int) -> tuple[float, list[list[int]]]:
     return tokens / seconds, outputs
 
 
-def nn_layout(model: torch.nn.Module):
-    """Every nn.Linear computes x @ W_t with W_t = W.t() contiguous (a copy; W itself is left alone).
-    Returns the function that puts the modules back."""
-    import types
+def stock_layout(model: torch.nn.Module):
+    """Put every nn.Linear back on its stock forward (x @ W.T); returns the function that restores polyglm's."""
+    patched = {m: m.__dict__.pop("forward") for m in model.modules() if "forward" in m.__dict__}
 
-    def forward(self, x):
-        y = x @ self.weight_t
-        return y if self.bias is None else y + self.bias
+    def restore() -> None:
+        for module, forward in patched.items():
+            module.forward = forward
 
-    linears = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
-    for module in linears:
-        module.weight_t = module.weight.detach().t().contiguous()
-        module.forward = types.MethodType(forward, module)
-
-    def undo() -> None:
-        for module in linears:
-            del module.weight_t, module.forward
-
-    return undo
+    return restore
 
 
 def main() -> None:
@@ -94,7 +82,7 @@ def main() -> None:
     parser.add_argument("--profile", default="offline")
     parser.add_argument("--dtypes", nargs="+", default=["float32", "bfloat16"])
     parser.add_argument("--tokens", type=int, default=64)
-    parser.add_argument("--nn-layout", action="store_true", help="also measure the transposed weight layout")
+    parser.add_argument("--stock", action="store_true", help="also measure stock nn.Linear (no transposed copies)")
     args = parser.parse_args()
     lm = load_platform(args.profile, device="cpu").lm
     bandwidth = read_bandwidth()
@@ -109,12 +97,12 @@ def main() -> None:
         reference = reference or outputs
         print(f"{name:9s} weights read/token {per_token / 1e6:7.1f} MB  bound {bound:6.1f} tok/s  "
               f"measured {rate:6.1f} tok/s  = {rate / bound:5.1%} of the bound  ({same})")  # fmt: skip
-        if args.nn_layout:
-            undo = nn_layout(lm.model)
+        if args.stock:
+            restore = stock_layout(lm.model)
             rate, outputs = tokens_per_second(lm, args.tokens)
-            undo()
-            print(f"{name:9s} NN layout: measured {rate:6.1f} tok/s  = {rate / bound:5.1%} of the bound  "
-                  f"(greedy output equal to {args.dtypes[0]}: {outputs == reference})")  # fmt: skip
+            restore()
+            print(f"{name:9s} stock nn.Linear: {rate:6.1f} tok/s  = {rate / bound:5.1%} of the bound  "
+                  f"(greedy output equal to polyglm's {args.dtypes[0]}: {outputs == reference})")  # fmt: skip
     print(f"measured again: read bandwidth {read_bandwidth() / 1e9:.1f} GB/s")
 
 
