@@ -19,6 +19,7 @@ import time
 
 import torch
 
+from polyglm.platform.decode_layout import stock_linears
 from polyglm.platform.engine import GenerationOptions, stream_tokens
 from polyglm.platform.loader import load_platform
 
@@ -66,17 +67,6 @@ def tokens_per_second(lm, new_tokens: int) -> tuple[float, list[list[int]]]:
     return tokens / seconds, outputs
 
 
-def stock_layout(model: torch.nn.Module):
-    """Put every nn.Linear back on its stock forward (x @ W.T); returns the function that restores polyglm's."""
-    patched = {m: m.__dict__.pop("forward") for m in model.modules() if "forward" in m.__dict__}
-
-    def restore() -> None:
-        for module, forward in patched.items():
-            module.forward = forward
-
-    return restore
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--profile", default="offline")
@@ -98,9 +88,8 @@ def main() -> None:
         print(f"{name:9s} weights read/token {per_token / 1e6:7.1f} MB  bound {bound:6.1f} tok/s  "
               f"measured {rate:6.1f} tok/s  = {rate / bound:5.1%} of the bound  ({same})")  # fmt: skip
         if args.stock:
-            restore = stock_layout(lm.model)
-            rate, outputs = tokens_per_second(lm, args.tokens)
-            restore()
+            with stock_linears(lm.model):
+                rate, outputs = tokens_per_second(lm, args.tokens)
             print(f"{name:9s} stock nn.Linear: {rate:6.1f} tok/s  = {rate / bound:5.1%} of the bound  "
                   f"(greedy output equal to polyglm's {args.dtypes[0]}: {outputs == reference})")  # fmt: skip
     print(f"measured again: read bandwidth {read_bandwidth() / 1e9:.1f} GB/s")

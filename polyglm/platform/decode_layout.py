@@ -17,6 +17,8 @@ every weight in memory (+1.07 GB for the offline LM).
 from __future__ import annotations
 
 import types
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -52,3 +54,14 @@ def use_transposed_weights(model: Any) -> int:
     for module in linears:
         module.forward = types.MethodType(_nn_forward, module)
     return len(linears)
+
+
+@contextmanager
+def stock_linears(model: Any) -> Iterator[None]:
+    """Every nn.Linear of `model` on its stock forward (x @ W.T) inside; polyglm's again after (benches, tests)."""
+    patched = {m: m.__dict__.pop("forward") for m in model.modules() if "forward" in m.__dict__}
+    try:
+        yield
+    finally:
+        for module, forward in patched.items():
+            module.forward = forward

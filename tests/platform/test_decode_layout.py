@@ -5,22 +5,8 @@ from __future__ import annotations
 
 import torch
 
-from polyglm.platform.decode_layout import _COPY, use_transposed_weights
+from polyglm.platform.decode_layout import _COPY, stock_linears, use_transposed_weights
 from polyglm.platform.engine import GenerationOptions, generate_ids
-
-
-def stock(model):
-    """Stock nn.Linear forwards while inside; polyglm's again after."""
-
-    class Swap:
-        def __enter__(self):
-            self.saved = {m: m.__dict__.pop("forward") for m in model.modules() if "forward" in m.__dict__}
-
-        def __exit__(self, *exc):
-            for module, forward in self.saved.items():
-                module.forward = forward
-
-    return Swap()
 
 
 def test_the_cpu_lm_decodes_through_the_copies_with_the_stock_greedy_output(tiny_platform):
@@ -32,7 +18,7 @@ def test_the_cpu_lm_decodes_through_the_copies_with_the_stock_greedy_output(tiny
         ids = lm.chat_ids([{"role": "user", "content": prompt}])
         ours = generate_ids(lm.model, ids, [], options)
         assert all(_COPY in m.__dict__ for m in linears)  # the decode steps used the copies
-        with stock(lm.model):
+        with stock_linears(lm.model):
             assert generate_ids(lm.model, ids, [], options) == ours
 
 

@@ -157,13 +157,13 @@ def test_a_mandarin_voice_note_is_transcribed_in_chinese(offline_platform, tmp_p
 
 def test_the_offline_lm_decodes_through_transposed_weights_with_the_stock_greedy_output(offline_platform):
     """bench/decode.py --stock measured 13.3 -> 17.2 tokens/s from the copies; the words must not change."""
+    from polyglm.platform.decode_layout import stock_linears
     from polyglm.platform.engine import GenerationOptions, generate_ids
-    from tests.platform.test_decode_layout import stock
 
     lm = offline_platform.lm
     options = GenerationOptions(max_new_tokens=24, repetition_penalty=1.0)
     for prompt in ("请简单介绍一下杭州。", "Explain in two sentences why the sky is blue."):
         ids = lm.chat_ids([{"role": "user", "content": prompt}])
         ours = generate_ids(lm.model, ids, [], options)
-        with stock(lm.model):
+        with stock_linears(lm.model):
             assert generate_ids(lm.model, ids, [], options) == ours
