@@ -53,6 +53,11 @@ def polyglm_predictions(platform, texts: list[str], batch_size: int) -> list[str
     return [max(s, key=s.get) for s in text_scores(platform, [t[:MAX_CHARS] for t in texts], batch_size)]
 
 
+def binary(labels: list[str]) -> list[int]:
+    """SnowNLP's 1 (positive) / 0 (negative); a neutral answer counts as wrong for a positive line."""
+    return [1 if label == "positive" else 0 for label in labels]
+
+
 def main(argv: list[str] | None = None) -> int:
     import torch
 
@@ -99,13 +104,13 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     labels = polyglm_predictions(platform, [test_x[i] for i in sample], args.batch_size)
     seconds = time.perf_counter() - started
-    binary = [1 if label == "positive" else 0 for label in labels]  # neutral counts as wrong for positives
-    rows[f"zh: polyglm {args.profile} (sample)"] = {
-        **scores(gold, binary), "neutral_answers": labels.count("neutral"), "seconds": round(seconds, 1)}  # fmt: skip
+    rows[f"zh: polyglm {args.profile} (sample)"] = {**scores(gold, binary(labels)),
+                                                    "neutral_answers": labels.count("neutral"),
+                                                    "seconds": round(seconds, 1)}  # fmt: skip
     rows["zh: TF-IDF + LR on the same sample"] = scores(gold, model.predict([test_x[i] for i in sample]))
     labels = polyglm_predictions(platform, [test_x[i] for i in novel], args.batch_size)
     rows[f"zh novel: polyglm {args.profile}"] = {
-        **scores(novel_gold, [1 if label == "positive" else 0 for label in labels]),
+        **scores(novel_gold, binary(labels)),
         "neutral_answers": labels.count("neutral")}  # fmt: skip
 
     from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer

@@ -28,13 +28,11 @@ sys.path.insert(0, str(ROOT))
 VIEWS = {"text": ("text",), "image": ("image",), "audio": ("audio",), "all": ("text", "image", "audio")}
 
 
-def is_chinese(text: str) -> bool:
-    return any("\u4e00" <= c <= "\u9fff" for c in text)
-
-
 def speak(text: str, path: Path) -> None:
     # "cmn" reads Chinese as pinyin spelt out by the English voice ("ni three hao three"); this one speaks it.
-    voice = "cmn-latn-pinyin" if is_chinese(text) else "en"
+    from polyglm.pipelines.chat import language_of
+
+    voice = "cmn-latn-pinyin" if language_of(text) == "zh" else "en"
     subprocess.run(["espeak-ng", "-v", voice, "-s", "165", "-w", str(path), text], check=True, capture_output=True)
 
 

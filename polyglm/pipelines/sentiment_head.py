@@ -123,15 +123,14 @@ def kb_neutral_sentences(per_document: int) -> list[Example]:
     """Plain statements from the KB documents of the packs other than social_sentiment (whose guideline
     documents talk about feelings): the first `per_document` sentences of each body, headings and list
     items left out."""
-    from polyglm.scenarios.loader import list_packs, load_pack
+    from polyglm.scenarios.loader import list_packs, load_documents, load_pack
 
     rows = []
     for name in list_packs():
         if name == "social_sentiment":
             continue
-        for path in sorted((load_pack(name).root / "kb").glob("*.md")):
-            body = path.read_text(encoding="utf-8").split("---", 2)[-1]
-            lines = [line.strip() for line in body.splitlines() if line.strip()]
+        for document in load_documents(load_pack(name)):
+            lines = [line.strip() for line in document.body.splitlines() if line.strip()]
             prose = [line for line in lines if not line.startswith(("#", "-", "*", "|", ">"))]
             pieces = [piece.strip() for line in prose for piece in _SENTENCE_END.split(line)]
             sentences = [piece for piece in pieces if 8 <= len(piece) <= MAX_CHARS and not piece.endswith(":")]
@@ -156,9 +155,10 @@ def text_card(text: str):
 
     from PIL import Image, ImageDraw, ImageFont
 
+    from polyglm.pipelines.chat import language_of
+
     font = ImageFont.truetype(CJK_FONT, 30)
-    wide = any("\u4e00" <= c <= "\u9fff" for c in text)
-    lines = textwrap.wrap(text, 18 if wide else 34) or [text]
+    lines = textwrap.wrap(text, 18 if language_of(text) == "zh" else 34) or [text]
     card = Image.new("RGB", (640, 60 + 44 * len(lines)), (248, 248, 246))
     draw = ImageDraw.Draw(card)
     for row, line in enumerate(lines):
@@ -338,9 +338,10 @@ def evaluate(head_of: Callable[[str], LabelHead], features: torch.Tensor, rows: 
     """Accuracy and macro-F1 of `rows`, each scored by `head_of(its form)`."""
     from sklearn.metrics import accuracy_score, f1_score
 
+    from polyglm.pipelines.sentiment import LABELS
+
     with torch.no_grad():
-        predicted = [head_of(r.form).labels[int(head_of(r.form)(f[None]).argmax())]
-                     for r, f in zip(rows, features, strict=True)]  # fmt: skip
+        predicted = [LABELS[int(head_of(r.form)(f[None]).argmax())] for r, f in zip(rows, features, strict=True)]
     gold = [r.label for r in rows]
     macro_f1 = f1_score(gold, predicted, average="macro", labels=sorted(set(gold)))
     return {"items": len(rows), "accuracy": round(float(accuracy_score(gold, predicted)), 4),
@@ -457,5 +458,5 @@ def train_sentiment_head(options: HeadOptions) -> dict:
     manifest = save_head(platform, heads, out, facts)
     uniform = math.log(len(LABELS))  # the loss before training: every label equally likely
     trainer.plot_losses(state.losses, uniform, validation_loss(heads.text), out / "loss.png",
-                        f"text head, l2 {chosen['text']} (held-out: validation posts)")  # fmt: skip
+                        f"text head, l2 {chosen['text']['l2']} (held-out: validation posts)")  # fmt: skip
     return manifest
