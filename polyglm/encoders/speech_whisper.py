@@ -49,10 +49,14 @@ class WhisperSpeechEncoder:
         if isinstance(audio, str | Path):  # whisper hands the path to ffmpeg: `-x.wav` must not read as an option
             audio = str(Path(audio).absolute())
         if language is None and self.multilingual and languages:
+            import whisper
+
+            if isinstance(audio, str):  # decoded once, for the detection and the transcription
+                audio = whisper.load_audio(audio)
             language = self.likeliest_language(audio, languages)
         return self.model.transcribe(audio, language=language, fp16=fp16, temperature=0.0, verbose=None)
 
-    def likeliest_language(self, audio: Any, languages: Sequence[str]) -> str | None:
+    def likeliest_language(self, audio_16k: Any, languages: Sequence[str]) -> str | None:
         """The most probable of `languages` (whisper codes; others ignored) on the first 30 s, or None."""
         import torch
         import whisper
@@ -61,8 +65,7 @@ class WhisperSpeechEncoder:
         known = [code for code in languages if code in LANGUAGES]
         if not known:
             return None
-        clip = whisper.load_audio(audio) if isinstance(audio, str) else torch.as_tensor(audio)
-        mel = whisper.log_mel_spectrogram(whisper.pad_or_trim(torch.as_tensor(clip)), self.model.dims.n_mels)
+        mel = whisper.log_mel_spectrogram(whisper.pad_or_trim(torch.as_tensor(audio_16k)), self.model.dims.n_mels)
         with torch.inference_mode():
             _, probabilities = self.model.detect_language(mel.to(self.device, self.dtype))
         return max(known, key=lambda code: probabilities.get(code, 0.0))

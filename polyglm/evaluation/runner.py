@@ -79,31 +79,37 @@ def read_records(path: Path) -> list[dict]:
         except json.JSONDecodeError:
             continue
     if len(kept) != len(lines):
-        path.write_text("".join(f"{line}\n" for line in kept), encoding="utf-8")
+        replace_durably(path, "".join(f"{line}\n" for line in kept))
     return records
 
 
 def append_records(path: Path, records: Iterable[Mapping]) -> None:
     """Append and make durable before returning: a SIGKILL right after loses none of them."""
     text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
-    if not text:
-        return
-    with path.open("a", encoding="utf-8") as out:
+    if text:
+        write_durably(path, text, "a")
+
+
+def write_durably(path: Path, text: str, mode: str) -> None:
+    """Write (mode "w") or append ("a") `text` and fsync before returning."""
+    with path.open(mode, encoding="utf-8") as out:
         out.write(text)
         out.flush()
         os.fsync(out.fileno())
 
 
+def replace_durably(path: Path, text: str) -> None:
+    """`path` now holds `text`: written beside it, then swapped in whole, so a crash leaves one or the other."""
+    partial = path.with_suffix(".partial")
+    write_durably(partial, text, "w")
+    partial.replace(path)
+
+
 def keep_latest_records(path: Path) -> None:
     """Rewrite `path` with one record per id, the latest, in first-seen order (a retry appends a second
-    record for an item); the new file replaces the old one whole, so a crash leaves one or the other."""
+    record for an item)."""
     latest = {r["id"]: r for r in read_records(path)}
-    partial = path.with_suffix(".partial")
-    with partial.open("w", encoding="utf-8") as out:
-        out.write("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in latest.values()))
-        out.flush()
-        os.fsync(out.fileno())
-    partial.replace(path)
+    replace_durably(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in latest.values()))
 
 
 # ---------------------------------------------------------------- choosing the work

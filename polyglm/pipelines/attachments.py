@@ -103,7 +103,9 @@ def read_attachments(
     if policy.ocr:
         ocr = cached_texts(platform, "ocr", media["image"], lambda image: ocr_text(platform, image))
     if policy.transcript:
-        transcripts = cached_texts(platform, "speech", media["audio"], lambda clip: transcript(platform, clip))
+        # Transcripts depend on the languages the profile lets whisper choose from: they name the cache entry.
+        heard = f"text:{','.join(platform.profile.languages)}"
+        transcripts = cached_texts(platform, "speech", media["audio"], lambda clip: transcript(platform, clip), heard)
     return ReadAttachments(features, ocr, transcripts, notes)
 
 
@@ -147,13 +149,12 @@ def cached_encoder_features(platform: Platform, modality: str, items: Sequence[A
     )
 
 
-def cached_texts(platform: Platform, role: str, items: Sequence[Any], read: Any) -> list[str]:
+def cached_texts(platform: Platform, role: str, items: Sequence[Any], read: Any, what: str = "text") -> list[str]:
     """OCR text or transcripts, one per item, stored as UTF-8 bytes (a leading marker keeps "" non-empty)."""
     if not items:
         return []
     stored = media_cache(platform).get_or_compute(
-        # Transcripts depend on the languages the profile lets whisper choose from.
-        part_key(platform, role, "text" if role == "ocr" else f"text:{','.join(platform.profile.languages)}"),
+        part_key(platform, role, what),
         [media_bytes(item) for item in items],
         lambda missing: [text_tensor(read(items[i])) for i in missing],
     )

@@ -78,9 +78,9 @@ def score_conversations(
     with_media = [i for i, c in enumerate(conversations) if has_media(c)]
     text_only = [i for i, c in enumerate(conversations) if not has_media(c)]
     for group, media in ((text_only, False), (with_media, True)):
+        chosen = (media_heads or heads) if media else heads
         for start in range(0, len(group), batch_size):
             chunk = group[start : start + batch_size]
-            chosen = (media_heads or heads) if media else heads
             scored = _score_chunk(platform, [conversations[i] for i in chunk], label_sets, media, chosen)
             for index, result in zip(chunk, scored, strict=True):
                 results[index] = result
