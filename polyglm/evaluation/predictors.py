@@ -78,12 +78,15 @@ class SentimentPredictor:
         from polyglm.pipelines.sentiment import SentimentInput, analyse_batch
 
         inputs = decoded(rows, SentimentInput)
-        # attribution (each modality alone and left out) multiplies the work per item: only when the task asks
-        attribution = bool(self.task.extra.get("attribution", False))
-        results = analyse_batch(self.platform, inputs, attribution=attribution, batch_size=self.task.batch_size)
-        return [
-            label_record(row, dict(result.probabilities), self.task) for row, result in zip(rows, results, strict=True)
-        ]
+        results = analyse_batch(self.platform, inputs, attribution=False, batch_size=self.task.batch_size)
+        records = []
+        for row, result in zip(rows, results, strict=True):
+            record = label_record(row, dict(result.probabilities), self.task)
+            if len(result.by_modality) > 1:  # each modality's own calibrated scores: what the fusion is fitted on
+                record["modalities"] = {m: {label: round(p, 6) for label, p in probabilities.items()}
+                                        for m, probabilities in result.by_modality.items()}  # fmt: skip
+            records.append(record)
+        return records
 
 
 class ScenarioPredictor:

@@ -5,10 +5,11 @@ trained adapters -> fused features, plus OCR text and Whisper transcripts as fen
 attachments.py), and label_scoring.py scores the three labels after one prompt (no generated text to
 parse): by the profile's trained sentiment head on the LM's hidden state where the label begins
 (sentiment_head.py), or by the label words' own token scores where no head was trained for this LM.
-The same prompt is scored for every subset of the modalities that carried something, in the same
-batch: each alone, all together and each left out (the attribution). Probabilities are divided by a
-temperature fitted on validation data for the profile's LM and head (`calibration.json` beside the
-profile's adapters, checked against the LM's weights hash and the head's sha256). With a scenario
+Each modality that carried something is scored in its own prompt, in the same batch; the probabilities
+are divided by a temperature fitted on validation data for the profile's LM and head (`calibration.json`
+beside the profile's adapters, checked against the LM's weights hash and the head's sha256) and combined
+by a weighted product fitted on validation posts (sentiment_fusion.py, `fusion.json`). The same product
+over all but one modality gives the attribution (each alone, together, each left out). With a scenario
 pack (social_sentiment) the pack's own LM classify adds its intensity and emotion, and its guideline
 passage nearest to the post is returned as evidence.
 
@@ -27,6 +28,7 @@ from typing import Any
 from polyglm.pipelines.attachments import ReadAttachments, adapter_modalities
 from polyglm.pipelines.chat import language_of
 from polyglm.pipelines.label_scoring import answer_format, item_conversation, read_item, score_conversations
+from polyglm.pipelines.sentiment_fusion import Fusion, fuse, load_fusion
 from polyglm.platform.errors import InputError
 from polyglm.platform.loader import Platform
 
@@ -75,8 +77,8 @@ class SentimentResult:
     """What one post produced."""
 
     label: str  # negative, neutral or positive: the most probable label
-    probabilities: dict[str, float]  # every label, calibrated (divided by `calibration.temperature`)
-    raw_probabilities: dict[str, float]  # the same before calibration
+    probabilities: dict[str, float]  # every label: calibrated modalities (÷ temperature), fused by `fusion`
+    raw_probabilities: dict[str, float]  # the same before calibration (raw scores, same fusion)
     calibration: Calibration
     scorer: str  # "trained head <sha>" or why the label words' token scores were used
     modalities: tuple[str, ...]  # the modalities that carried something (text, image, audio)
@@ -86,6 +88,8 @@ class SentimentResult:
     scenario: str | None = None  # the pack that added `pack_labels`
     pack_labels: dict[str, dict] = field(default_factory=dict)  # the pack's classify: polarity, intensity, emotion
     notes: tuple[str, ...] = ()  # what the reader should know (a modality the profile cannot read, ...)
+    fusion: Fusion = field(default_factory=Fusion)  # the modality weights that combined several modalities
+    by_modality: dict[str, dict[str, float]] = field(default_factory=dict)  # each modality alone, calibrated
 
     @property
     def intensity(self) -> str | None:
@@ -239,16 +243,6 @@ def keep_only(read: ReadAttachments, keep: set[str]) -> ReadAttachments:
     )
 
 
-def variants(present: Sequence[str]) -> dict[str, set[str]]:
-    """The modality subsets the attribution scores: all, each alone, each left out (no duplicates)."""
-    subsets = {"all": set(present)}
-    if len(present) > 1:
-        subsets |= {f"alone:{m}": {m} for m in present}
-    if len(present) > 2:
-        subsets |= {f"without:{m}": set(present) - {m} for m in present}
-    return subsets
-
-
 def demonstration_turns() -> list[dict]:
     return [turn for text, label in DEMONSTRATIONS
             for turn in ({"role": "user", "content": text},
@@ -295,11 +289,14 @@ def analyse_batch(
     attribution: bool = True,
     batch_size: int = 8,
 ) -> list[SentimentResult]:
-    """`analyse` for several posts: every prompt (each post's attribution subsets too) scored in batches."""
+    """`analyse` for several posts: every prompt (one per modality of each post) scored in batches."""
     for item in items:
         check_input(item)
     scorer = sentiment_scorer(platform)
     calibration = platform.cached("sentiment_calibration", lambda: load_calibration(platform, scorer.sha256))
+    fusion = platform.cached(
+        "sentiment_fusion", lambda: load_fusion(platform.profile.name, scorer.sha256, calibration.temperature)
+    )
     prepared, conversations = [], []
     for item in items:
         read = read_item(platform, item)
@@ -307,45 +304,43 @@ def analyse_batch(
         if not present:
             raise InputError(f"nothing to analyse: {'; '.join(empty.values())}; add text or a readable file")
         lang = language_of(f"{item.text}\n{read.text}")
-        subsets = variants(present) if attribution else {"all": set(present)}
-        start = len(conversations)
-        for keep in subsets.values():
-            text = item.text if "text" in keep else ""
-            conversations.append(sentiment_conversation(text, keep_only(read, keep), lang))
-        rows = dict(zip(subsets, range(start, len(conversations)), strict=True))
+        rows = {}
+        for modality in present:  # one prompt per modality: the fusion combines them
+            rows[modality] = len(conversations)
+            text = item.text if modality == "text" else ""
+            conversations.append(sentiment_conversation(text, keep_only(read, {modality}), lang))
         prepared.append((item, read, present, empty, notes + read.notes, lang, rows))
     scored = score_sentiment(platform, conversations, batch_size)
     results = []
     for item, read, present, empty, notes, lang, rows in prepared:
-        probs = {name: calibrated(scored[row][ANSWER]["scores"], calibration.temperature) for name, row in rows.items()}
-        together = probs["all"]
+        alone = {m: calibrated(scored[row][ANSWER]["scores"], calibration.temperature) for m, row in rows.items()}
+        together = fuse(alone, fusion)
         label = max(together, key=together.get)
-        view = attribution_view(present, probs, label) if attribution else {}
+        view = attribution_view(alone, fusion, label) if attribution else {}
         evidence = {"ocr": read.ocr, "transcripts": read.transcripts}
         pack_labels: dict[str, dict] = {}
         if scenario:
             pack_labels, evidence["guideline"] = pack_view(platform, scenario, item, read, lang)
         results.append(SentimentResult(
-            label=label, probabilities=together, raw_probabilities=scored[rows["all"]][ANSWER]["probabilities"],
+            label=label, probabilities=together,
+            raw_probabilities=fuse({m: scored[row][ANSWER]["probabilities"] for m, row in rows.items()}, fusion),
             calibration=calibration, scorer=scorer.status, modalities=tuple(present), empty=empty, attribution=view,
-            evidence=evidence, scenario=scenario, pack_labels=pack_labels, notes=tuple(notes),
+            evidence=evidence, scenario=scenario, pack_labels=pack_labels, notes=tuple(notes), fusion=fusion,
+            by_modality=alone,
         ))  # fmt: skip
     return results
 
 
-def attribution_view(present: Sequence[str], probs: dict[str, dict[str, float]], label: str) -> dict[str, Any]:
-    """together: all modalities; alone[m]: m only; without[m]: all but m; change_without[m]: how the chosen
-    label's probability moves when m is left out (negative: m supported the label)."""
-    alone = {m: probs.get(f"alone:{m}", probs["all"]) for m in present}
-    if len(present) == 2:
-        without = {m: alone[next(o for o in present if o != m)] for m in present}
-    else:
-        without = {m: probs[f"without:{m}"] for m in present if f"without:{m}" in probs}
+def attribution_view(alone: dict[str, dict[str, float]], fusion: Fusion, label: str) -> dict[str, Any]:
+    """together: all modalities fused; alone[m]: m only; without[m]: the others fused; change_without[m]: how
+    the chosen label's probability moves when m is left out (negative: m supported the label)."""
+    together = fuse(alone, fusion)
+    without = {m: fuse({o: p for o, p in alone.items() if o != m}, fusion) for m in alone} if len(alone) > 1 else {}
     return {
-        "together": probs["all"],
+        "together": together,
         "alone": alone,
         "without": without,
-        "change_without": {m: without[m][label] - probs["all"][label] for m in without},
+        "change_without": {m: without[m][label] - together[label] for m in without},
     }
 
 

@@ -88,6 +88,8 @@ def _label(shown: Shown) -> None:
     else:
         st.caption(f"Uncalibrated: {calibration.status}")
     st.caption(f"Scored by: {result.scorer}")
+    if len(result.modalities) > 1:
+        st.caption(f"Modalities combined with weights {result.fusion.describe(result.modalities)}")
     st.caption(f"Read from: {', '.join(MODALITY_NAMES.get(m, m) for m in result.modalities)}")
     for modality, why in result.empty.items():
         st.info(f"{MODALITY_NAMES.get(modality, modality).capitalize()} carried nothing: {why}", icon=":material/info:")
