@@ -45,7 +45,7 @@ from polyglm.platform.errors import InputError
 from polyglm.platform.fusion import render_messages
 from polyglm.platform.loader import Platform
 from polyglm.platform.multimodal import multimodal_for, text_turn
-from polyglm.scenarios.grounding import fallback_answer, pack_terms, unsupported
+from polyglm.scenarios.grounding import UNGROUNDED_SHARE, fallback_answer, pack_terms, support_share, unsupported
 from polyglm.scenarios.loader import few_shot_messages, load_pack, read_jsonl, render_system_prompt
 from polyglm.scenarios.retrieval import build_retriever, quote_passages
 from polyglm.scenarios.schema import ScenarioPack
@@ -363,21 +363,27 @@ class ScenarioAssistant:
         self, answer: str, conversation: Sequence[dict], hits: Sequence[Any], calls: Sequence[dict], message: str,
         trace: list[dict],
     ) -> str:  # fmt: skip
-        """The answer, or, when it states a number, place or pack term that nothing it was shown contains, the
-        passage sentence closest to the question, cited (see grounding.py). Support: the system prompt with
-        the passages, the user's turns (with attachment text), tool results. Not the few-shot examples or
-        earlier answers: a number copied from an example is exactly the invention this guards against."""
-        users = [m["content"] for m in conversation if m["role"] == "user"]
-        shown = [self.system_prompt(hits), *(c if isinstance(c, str) else str(c[-1]) for c in users)]
-        shown += [json.dumps(c["result"], ensure_ascii=False) for c in calls if c.get("result")]
-        missing = unsupported(answer, shown, self.grounding_terms)
-        step = {"step": "grounding", "unsupported": [c.text for c in missing], "fallback": bool(missing)}
+        """The answer, or, when it states a number, place or pack term that nothing it was shown contains, or
+        when too few of its words were shown to it at all (UNGROUNDED_SHARE), an extractive fallback: the tool
+        results and the passage sentences closest to the question, cited (see grounding.py). Support: the
+        system prompt with the passages, the user's turns (with attachment text), tool results. Not the
+        few-shot examples or earlier answers: a number copied from an example is exactly the invention this
+        guards against."""
+        users = [m["content"] if isinstance(m["content"], str) else str(m["content"][-1])
+                 for m in conversation if m["role"] == "user"]  # fmt: skip
+        results = [json.dumps(c["result"], ensure_ascii=False) for c in calls if c.get("result")]
+        missing = unsupported(answer, [self.system_prompt(hits), *users, *results], self.grounding_terms)
+        share = support_share(answer, [*(h.text for h in hits), *users, *results])
+        ungrounded = share < UNGROUNDED_SHARE
+        step = {"step": "grounding", "unsupported": [c.text for c in missing], "support": round(share, 3),
+                "ungrounded": ungrounded, "fallback": bool(missing or ungrounded)}  # fmt: skip
         trace.append(step)
-        if not missing or not self.grounding_guard:
+        if not step["fallback"] or not self.grounding_guard:
             step["fallback"] = False
             return answer
         step["model_answer"] = answer
-        return fallback_answer(message, [(h.text, h.citation) for h in hits], self.lang)
+        tools = [(c["name"], c["result"]) for c in calls if c.get("result")]
+        return fallback_answer(message, [(h.text, h.citation) for h in hits], self.lang, tools)
 
     def _escalated(self, answer: str) -> str:
         """The escalation text first (once), then what the model said."""

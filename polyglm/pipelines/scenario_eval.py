@@ -173,10 +173,15 @@ def run_item(assistant: Any, pack: ScenarioPack, item: Mapping) -> dict[str, Any
     grounding = next((step for step in reply.trace if step["step"] == "grounding"), None)
     if grounding is not None:
         record["unsupported"] = grounding["unsupported"]  # in the model's own answer
-        record["fallback"] = grounding["fallback"]  # replaced by the cited passage sentence
+        record["support"] = grounding.get("support")  # share of its words it was shown
+        record["fallback"] = grounding["fallback"]  # replaced by the extractive fallback
+        if grounding["fallback"]:
+            record["model_answer"] = grounding["model_answer"]
     record["answer_lang"] = language_of(reply.answer)
     if item.get("expected_facts"):
         record["facts"] = facts_found(item["expected_facts"], reply.answer)
+        # the model's own words, before any fallback: the LM's share, apart from the extractive guard's
+        record["model_facts"] = facts_found(item["expected_facts"], record.get("model_answer", reply.answer))
         # what retrieval and tools handed the model: a fact there but not in the answer is the LM's miss
         shown = " ".join(
             [
@@ -211,10 +216,11 @@ def _share(values: Iterable[bool]) -> float | None:
     return round(sum(values) / len(values), 4) if values else None
 
 
-def _stated_of_shown(answered: Sequence[Mapping]) -> float | None:
-    """Of the expected facts the model was shown (passages, tool results), the share its answer states."""
+def _stated_of_shown(answered: Sequence[Mapping], key: str = "facts") -> float | None:
+    """Of the expected facts the model was shown (passages, tool results), the share the answer states (key
+    "facts": the answer given; "model_facts": the model's own words before any fallback)."""
     return _share(
-        stated for r in answered for stated, shown in zip(r.get("facts", []), r.get("facts_shown", []), strict=False)
+        stated for r in answered for stated, shown in zip(r.get(key, []), r.get("facts_shown", []), strict=False)
         if shown
     )  # fmt: skip
 
@@ -229,6 +235,7 @@ def summarise(records: Sequence[Mapping], pack: ScenarioPack) -> dict[str, Any]:
         "items_with_all_facts": _share(all(item) for item in facts),
         "facts_in_passages_or_tools": _share(f for r in answered for f in r.get("facts_shown", [])),
         "facts_stated_of_shown": _stated_of_shown(answered),
+        "model_facts_stated_of_shown": _stated_of_shown(answered, "model_facts"),
         "tool_recall": _share(c for t in tools for c in t["called"]),
         "tool_arguments_match": _share(c for t in tools for c in t["arguments_match"]),
         "model_tool_recall": _share(c for t in tools for c in t.get("called_by_model", [])),
@@ -266,6 +273,9 @@ def summarise(records: Sequence[Mapping], pack: ScenarioPack) -> dict[str, Any]:
                 "facts_recall": _share(f for r in answered if r["lang"] == lang for f in r.get("facts", [])),
                 "facts_shown": _share(f for r in answered if r["lang"] == lang for f in r.get("facts_shown", [])),
                 "facts_stated_of_shown": _stated_of_shown([r for r in answered if r["lang"] == lang]),
+                "model_facts_stated_of_shown": _stated_of_shown(
+                    [r for r in answered if r["lang"] == lang], "model_facts"
+                ),
                 "answer_language_right": _share(r.get("answer_lang") == lang for r in answered if r["lang"] == lang),
             }
             for lang in pack.languages

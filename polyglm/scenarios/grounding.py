@@ -5,8 +5,9 @@ warehouse "Guangzhou", a 3-7 day refund "2 weeks". This module finds the specifi
 (every number with its unit, every city of the gazetteer, every term of the pack's
 `data/grounding_terms.txt` such as drug names, every web or mail domain) and calls one unsupported when
 it appears in none of the retrieved passages, the tool results or the user's own message. The scenario assistant then
-answers with the passage sentence closest to the question, cited, instead of the guess (an extractive
-fallback: a quoted fact is never wrong, an invented one can hurt), and `scenarios eval` counts
+answers with what the tools returned and the passage sentences closest to the question, cited, instead of
+the guess (an extractive fallback: a quoted fact is never wrong, an invented one can hurt); so does an
+answer too few of whose words were in front of the model (`support_share`), and `scenarios eval` counts
 unsupported answers before and after that guard.
 """
 
@@ -172,7 +173,15 @@ def unsupported(answer: str, support: Sequence[str], terms: Sequence[str] = ()) 
 
 
 _SENTENCE = re.compile(r"(?<=[.!?。！？；;])\s*|\n+")
+_SENTENCE_ENDS = tuple('.!?。！？；;:：)）"”')
+_HEADING = re.compile(r"^\s*#+\s*(.*?)\s*$")
 _WORD = re.compile(r"[a-z0-9]+|[\u4e00-\u9fff]")
+# An answer with fewer than this share of its words in what it was shown (passages, tool results, the
+# user's turns) is not grounded in them: "No worries, let me look that up." to a refund question, or the
+# offline LM's Chinese word salad. Such answers make the same extractive fallback as invented specifics.
+UNGROUNDED_SHARE = 0.3
+QUOTED_SENTENCES = 2  # the fallback quotes this many passage sentences, best first by BM25
+MAX_TOOL_FIELD_CHARS = 300  # a tool result's text field longer than this is left out of the fallback
 
 
 def _units(text: str) -> set[str]:
@@ -183,32 +192,84 @@ def _units(text: str) -> set[str]:
     return words | {a + b for a, b in itertools.pairwise(chars)}
 
 
-def best_sentence(question: str, passages: Sequence[tuple[str, str]]) -> tuple[str, str] | None:
-    """(sentence, citation) of the passage sentence sharing most with the question; None when nothing does."""
-    wanted = _units(question)
-    best, best_score = None, 0
-    for text, citation in passages:
-        for sentence in _SENTENCE.split(text):
+def support_share(answer: str, support: Sequence[str]) -> float:
+    """The share of the answer's words (Latin words over two letters, Chinese character bigrams) that the
+    support texts contain; 0.0 for an answer without any."""
+    words = _units(answer)
+    return len(words & _units("\n".join(support))) / len(words) if words else 0.0
+
+
+def passage_sentences(text: str) -> list[tuple[str, str]]:
+    """(sentence, the heading above it) for every whole sentence of a passage. Headings are not sentences,
+    and neither are the pieces a passage window cuts: its text ending without a full stop, or starting
+    in lower case."""
+    found, heading = [], ""
+    for line in text.strip().splitlines():
+        if match := _HEADING.match(line):
+            heading = match.group(1)
+            continue
+        for sentence in _SENTENCE.split(line):
             sentence = sentence.strip(" -*#>\t")
-            score = len(wanted & _units(sentence))
-            if len(sentence) > 8 and score > best_score:
-                best, best_score = (sentence, citation), score
-    return best
+            if len(sentence) > 8:
+                found.append((sentence, heading))
+    if found and not text.rstrip().endswith(_SENTENCE_ENDS):
+        found.pop()
+    if found and text.lstrip()[:1].islower():
+        found.pop(0)
+    return found
 
 
-FALLBACK = {
-    "en": "I can't confirm that from the sources I have. The closest passage says: \u201c{sentence}\u201d [{citation}]",
-    "zh": "我无法根据现有资料确认这一点。最相关的资料原文：\u201c{sentence}\u201d [{citation}]",
+def best_sentences(
+    question: str, passages: Sequence[tuple[str, str]], k: int = QUOTED_SENTENCES
+) -> list[tuple[str, str]]:
+    """(sentence, citation) of the `k` passage sentences that answer the question best, in passage order: BM25
+    of the question over the sentences, each read with its heading ("Who pays return shipping" says what
+    the sentence under it is about). Only sentences sharing a word with the question count."""
+    from polyglm.scenarios.retrieval import BM25, tokenize
+
+    candidates = [(sentence, heading, citation) for text, citation in passages
+                  for sentence, heading in passage_sentences(text)]  # fmt: skip
+    if not candidates:
+        return []
+    scores = BM25([tokenize(f"{heading} {sentence}") for sentence, heading, _ in candidates]).scores(tokenize(question))
+    top = sorted((i for i, score in enumerate(scores) if score > 0), key=lambda i: -scores[i])[:k]
+    return [(candidates[i][0], candidates[i][2]) for i in sorted(top)]
+
+
+def tool_facts(result: dict) -> str:
+    """A tool result's plain fields, "key: value; ...": what it returned, without its lists of records."""
+    shown = []
+    for key, value in result.items():
+        if isinstance(value, list) and value and all(isinstance(v, str | int | float) for v in value):
+            value = ", ".join(map(str, value))
+        if isinstance(value, bool | int | float) or (isinstance(value, str) and 0 < len(value) <= MAX_TOOL_FIELD_CHARS):
+            shown.append(f"{key}: {value}")
+    return "; ".join(shown)
+
+
+INTRO = {
+    "en": "I can't confirm that from the sources I have, so I won't guess.",
+    "zh": "我无法根据现有资料确认这一点，所以不作猜测。",
 }
-NO_SOURCE = {
-    "en": "I can't confirm that from the sources I have, so I won't guess. Please check with our staff.",
-    "zh": "我无法根据现有资料确认这一点，所以不作猜测。请向工作人员核实。",
-}
+TOOL_LINE = {"en": "The {name} tool returned: {facts}.", "zh": "工具 {name} 的结果：{facts}。"}
+QUOTE_LINE = {"en": "The closest passages say: {quotes}", "zh": "最相关的资料原文：{quotes}"}
+NO_SOURCE = {lang: f"{intro} " + {"en": "Please check with our staff.", "zh": "请向工作人员核实。"}[lang]
+             for lang, intro in INTRO.items()}  # fmt: skip
 
 
-def fallback_answer(question: str, passages: Sequence[tuple[str, str]], lang: str) -> str:
-    found = best_sentence(question, passages)
-    if found is None:
-        return NO_SOURCE.get(lang, NO_SOURCE["en"])
-    sentence, citation = found
-    return FALLBACK.get(lang, FALLBACK["en"]).format(sentence=sentence, citation=citation)
+def fallback_answer(
+    question: str, passages: Sequence[tuple[str, str]], lang: str, tool_results: Sequence[tuple[str, dict]] = ()
+) -> str:
+    """Says it cannot confirm, then what the tools returned and the passage sentences closest to the question,
+    quoted and cited: every word of it was in front of the model."""
+    pick = lang if lang in INTRO else "en"
+    lines = []
+    for name, result in tool_results:
+        line = TOOL_LINE[pick].format(name=name, facts=tool_facts(result).rstrip(".。"))
+        if tool_facts(result) and line not in lines:  # the same call made twice is said once
+            lines.append(line)
+    quotes = best_sentences(question, passages)
+    if quotes:
+        cited = " ".join(f"\u201c{sentence}\u201d [{citation}]" for sentence, citation in quotes)
+        lines.append(QUOTE_LINE[pick].format(quotes=cited))
+    return " ".join([INTRO[pick], *lines]) if lines else NO_SOURCE[pick]

@@ -60,4 +60,5 @@ def test_a_message_that_overflows_the_models_context_is_refused_with_the_room_le
 def test_a_message_that_fits_is_answered(shop, monkeypatch):
     monkeypatch.setattr(shop.platform.lm.model.config, "max_position_embeddings", 4_000)
     monkeypatch.setattr(shop, "_generate", lambda messages: "Your parcel is on its way.")
+    monkeypatch.setattr(shop, "grounding_guard", False)  # the words stand: the context check is under test
     assert shop.respond("Where is my parcel?").answer == "Your parcel is on its way."

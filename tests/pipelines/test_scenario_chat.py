@@ -88,7 +88,9 @@ def test_tool_rounds_are_bounded(tiny_platform, monkeypatch):
     call = render_tool_call("order_lookup", {"order_id": "A10023"})
     _scripted(assistant, [call] * 10, monkeypatch)
     reply = assistant.respond("Where is my order?")
-    assert len(reply.tool_calls) == assistant.max_tool_rounds and reply.answer == ""
+    assert len(reply.tool_calls) == assistant.max_tool_rounds
+    # no answer in words: the grounding fallback says what the (twice repeated) lookup returned, once
+    assert reply.answer.count("The order_lookup tool returned: order_id: A10023;") == 1
 
 
 def test_real_turn_on_tiny_cites_passages_in_the_asked_language(tiny_platform):

@@ -3,7 +3,16 @@
 import pytest
 
 from polyglm.pipelines.scenario_chat import ScenarioAssistant
-from polyglm.scenarios.grounding import chinese_number, claims, fallback_answer, pack_terms, unsupported
+from polyglm.scenarios.grounding import (
+    UNGROUNDED_SHARE,
+    best_sentences,
+    chinese_number,
+    claims,
+    fallback_answer,
+    pack_terms,
+    support_share,
+    unsupported,
+)
 from polyglm.scenarios.loader import load_pack
 
 SHOWN = (
@@ -52,8 +61,43 @@ def test_the_fallback_quotes_the_closest_sentence_with_its_citation():
                 ("We ship from Hangzhou.", "shipping-en#0")]  # fmt: skip
     answer = fallback_answer("How long does a card refund take?", passages, "en")
     assert "\u201cCard refunds take 3-7 working days.\u201d [refunds-en#1]" in answer
+    assert "Hangzhou" not in answer  # shares no word with the question
     assert "资料原文" in fallback_answer("银行卡退款要多久？", [("银行卡退款需要3-7个工作日。", "r-zh#0")], "zh")
     assert "won't guess" in fallback_answer("What?", [], "en")
+
+
+def test_headings_say_what_the_sentence_under_them_answers():
+    passage = ("## Who pays return shipping\nFor a change-of-mind return the pickup is a flat fee of 10 yuan.\n"
+               "## Refund times\nCard refunds take 3-7 working days. Returns are checked first.")  # fmt: skip
+    [(sentence, citation)] = best_sentences("Who pays for return shipping?", [(passage, "returns-en#0")], k=1)
+    assert sentence.startswith("For a change-of-mind return") and citation == "returns-en#0"
+    chinese = "## 退货运费\n无理由退货上门取件统一收 10 元。\n## 退款时间\n银行卡退款 3-7 个工作日到账。"
+    assert best_sentences("退货运费谁出？", [(chinese, "r-zh#0")], k=1)[0][0] == "无理由退货上门取件统一收 10 元。"
+
+
+def test_the_fallback_states_what_the_tools_returned():
+    result = {
+        "order_id": "A10024",
+        "status": "shipped",
+        "tracking_number": "SF496813232381",
+        "delivered_at": None,
+        "items": [{"name_en": "Nimbus 14 laptop"}],
+        "leaflets": ["fever-en", "when-to-see-a-doctor-en"],
+    }
+    answer = fallback_answer("Where is my parcel?", [], "en", [("order_lookup", result)])
+    assert (
+        "The order_lookup tool returned: order_id: A10024; status: shipped; tracking_number: SF496813232381;" in answer
+    )
+    assert "leaflets: fever-en, when-to-see-a-doctor-en" in answer
+    assert "Nimbus" not in answer and "delivered_at" not in answer and "won't guess" in answer
+
+
+def test_support_share_is_the_share_of_the_answers_words_it_was_shown():
+    passages = ["Change-of-mind returns are accepted within 7 days of delivery."]
+    assert support_share("Returns are accepted within 7 days of delivery.", passages) == 1.0
+    assert support_share("No worries, let me look that up for you.", passages) < UNGROUNDED_SHARE
+    assert support_share("退货需在签收后七天内申请。", ["签收后 7 天内可以申请退货"]) > 0.5
+    assert support_share("", passages) == 0.0
 
 
 def _assistant(tiny_platform, pack: str, lang: str, answer: str, monkeypatch) -> ScenarioAssistant:
@@ -93,3 +137,13 @@ def test_a_chinese_answer_falls_back_in_chinese(tiny_platform, monkeypatch):
     assistant = _assistant(tiny_platform, "customer_service", "zh", "无理由退货需要在三十天内申请。", monkeypatch)
     reply = assistant.respond("不想要了，收货后几天内可以退货？")
     assert "资料原文" in reply.answer and "三十" not in reply.answer
+
+
+@pytest.mark.usefixtures("isolated_cache")
+def test_an_answer_that_ignores_what_it_was_shown_falls_back_with_the_tool_results(tiny_platform, monkeypatch):
+    assistant = _assistant(tiny_platform, "customer_service", "en", "No worries, let me look that up.", monkeypatch)
+    reply = assistant.respond("Where's my parcel? Order A10024.")
+    grounding = next(s for s in reply.trace if s["step"] == "grounding")
+    assert grounding["unsupported"] == [] and grounding["ungrounded"] and grounding["fallback"]
+    assert grounding["support"] < UNGROUNDED_SHARE and grounding["model_answer"] == "No worries, let me look that up."
+    assert "order_lookup" in reply.answer and "SF496813232381" in reply.answer  # the planner's lookup, stated

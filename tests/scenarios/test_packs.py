@@ -268,12 +268,13 @@ def test_one_eval_item_scored_by_the_eval_runner(name, tiny_platform, isolated_c
     facts = item["expected_facts"]
     replies = iter([" ".join(facts), "I cannot say."])
     monkeypatch.setattr(assistant, "_generate", lambda messages: next(replies))
+    assistant.grounding_guard = False  # the scripted words stand (the fallback is tested in test_grounding.py)
     assistant.retriever.bm25_weight = 1.0  # rank by the question's words, whatever the random tiny embedder says
     stated, silent = run_item(assistant, pack, item), run_item(assistant, pack, item)
     escalated = bool(item.get("must_escalate"))
     escalation = pack.safety.escalation[item["lang"]]
     assert silent["answer"] == (f"{escalation}\n\nI cannot say." if escalated else "I cannot say.")
-    assert stated["facts"] == [True] * len(facts)
+    assert stated["facts"] == stated["model_facts"] == [True] * len(facts)
     # the escalation text is part of the answer: a fact it states counts ("emergency" in medical's)
     assert silent["facts"] == [escalated and normalise(fact) in normalise(escalation) for fact in facts]
     assert stated["escalated"] is silent["escalated"] is escalated
