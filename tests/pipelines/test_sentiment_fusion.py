@@ -88,3 +88,21 @@ def test_the_pipeline_fuses_each_modalitys_own_scores(media_platform):  # noqa: 
     assert result.by_modality["text"] == result.attribution["alone"]["text"]
     assert "no fusion fitted" in result.fusion.status  # the tiny profile ships none
     assert not math.isclose(result.probabilities["positive"], result.by_modality["text"]["positive"])
+
+
+def test_the_shipped_offline_fusion_matches_the_shipped_head_and_calibration():
+    """Retraining the head or refitting the temperature without refitting the fusion would ship stale weights
+    (the loader would then fall back to equal weights, which score worse than text alone)."""
+    import hashlib
+
+    from polyglm.platform.inventory import ADAPTER_ROOT
+
+    folder = ADAPTER_ROOT / "offline" / "sentiment"
+    record = json.loads((folder / "fusion.json").read_text())
+    calibration = json.loads((folder / "calibration.json").read_text())
+    head = hashlib.sha256((folder / "head" / "head.safetensors").read_bytes()).hexdigest()
+    assert record["head"] == head and record["temperature"] == calibration["temperature"]
+    assert load_fusion("offline", head, calibration["temperature"], folder / "fusion.json").status == "fitted"
+    # on the validation posts it was fitted on, the fitted weights were no worse than text alone
+    fitted = record["validation"]["fitted"]
+    assert fitted["text+image+audio"] >= fitted["text"] > fitted["audio"]
