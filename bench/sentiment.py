@@ -1,11 +1,14 @@
 """Sentiment performance, measured side by side in one run (ratios, no absolute promises).
 
-1. label scoring vs greedy generation (up to 16 new tokens, the label parsed from the text), one item at
+1. label scoring by the pipeline's scorer (the profile's trained sentiment head where one ships, else the
+   label words) vs greedy generation (up to 16 new tokens, the label parsed from the text), one item at
    a time, on the same items (the social_sentiment pack's eval posts): items/s and accuracy;
 2. batched scoring (--batch-size) vs one by one: items/s;
-3. scoring items/s as a fraction of the FLOP-bound limit: items/s x FLOPs per item / the matmul rate
-   measured here in the LM's dtype (FLOPs per item: 2 x the LM's non-embedding parameters x tokens
-   forwarded, plus the LM head on the label tokens; attention's own FLOPs left out);
+3. batched scoring items/s as a fraction of the FLOP-bound limit: items/s x FLOPs per item / the matmul
+   rate measured here in the LM's dtype. FLOPs per item: 2 x the LM's non-embedding parameters x the
+   tokens the batch really forwards (the prompt prefix every row shares runs once per batch, see
+   label_scoring.shared_prefix), plus the LM head on the positions it reads; attention's own FLOPs left
+   out. The whole prompts' FLOPs are printed beside it;
 4. a 10-second voice note end to end (decode, Whisper transcript, audio adapter, scoring);
 5. peak RSS.
 
@@ -44,8 +47,16 @@ def main(argv: list[str] | None = None) -> int:
 
     from polyglm.pipelines.attachments import ReadAttachments
     from polyglm.pipelines.chat import language_of
-    from polyglm.pipelines.label_scoring import score_conversations
-    from polyglm.pipelines.sentiment import ANSWER, LABELS, SentimentInput, analyse, sentiment_conversation
+    from polyglm.pipelines.label_scoring import shared_prefix
+    from polyglm.pipelines.sentiment import (
+        ANSWER,
+        LABELS,
+        SentimentInput,
+        analyse,
+        score_sentiment,
+        sentiment_conversation,
+        sentiment_scorer,
+    )
     from polyglm.platform.engine import GenerationOptions, generate_ids
     from polyglm.platform.fusion import build_batch
     from polyglm.platform.loader import load_platform
@@ -69,9 +80,10 @@ def main(argv: list[str] | None = None) -> int:
     rows: dict[str, object] = {"profile": args.profile, "items": len(items), "threads": torch.get_num_threads(),
                                "lm_dtype": str(lm.model.dtype).removeprefix("torch.")}  # fmt: skip
 
-    score_conversations(platform, conversations[:2], {ANSWER: LABELS}, 1)  # warm-up
+    rows["scorer"] = sentiment_scorer(platform).status
+    score_sentiment(platform, conversations[:2], 1)  # warm-up
     started = time.perf_counter()
-    single = [score_conversations(platform, [c], {ANSWER: LABELS}, 1)[0] for c in conversations]
+    single = [score_sentiment(platform, [c], 1)[0] for c in conversations]
     scoring_seconds = time.perf_counter() - started
     scored = [r[ANSWER]["label"] for r in single]
 
@@ -94,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     rows["generation_unparsed"] = generated.count("")
 
     started = time.perf_counter()
-    batched = score_conversations(platform, conversations, {ANSWER: LABELS}, args.batch_size)
+    batched = score_sentiment(platform, conversations, args.batch_size)
     batch_seconds = time.perf_counter() - started
     rows["batched_items_per_s"] = round(len(items) / batch_seconds, 3)
     rows["batched_vs_single_speed"] = round(scoring_seconds / batch_seconds, 2)
@@ -104,16 +116,28 @@ def main(argv: list[str] | None = None) -> int:
         for k in LABELS
     )
 
-    # FLOPs per item: prompt tokens + the answer's tokens, through every non-embedding weight; the LM head
-    # only on the rows the scorer keeps (the answer's tokens).
+    # FLOPs: every forwarded token through every non-embedding weight; the LM head on the positions read
+    # (a head reads one hidden state per item; label words forward and read each label's tokens).
     parameters = sum(p.numel() for n, p in lm.model.named_parameters() if "embed" not in n)
     head = lm.model.get_output_embeddings().weight.numel()
+    read = (
+        1
+        if sentiment_scorer(platform).sha256
+        else 8 + sum(len(lm.tokenizer.encode(f'{x}"', add_special_tokens=False)) for x in LABELS)
+    )
     tokens = [len(build_batch(lm, [c], {}).input_ids[0]) for c in conversations]
-    answer_tokens = sum(len(lm.tokenizer.encode(f'{x}"', add_special_tokens=False)) for x in LABELS) + 8
-    flops = sum(2 * parameters * (t + answer_tokens) + 2 * head * answer_tokens for t in tokens) / len(tokens)
+    forwarded = 0
+    for start in range(0, len(conversations), args.batch_size):
+        chunk = build_batch(lm, conversations[start : start + args.batch_size], {})
+        prefix = shared_prefix(chunk.input_ids, chunk.attention_mask, set())
+        forwarded += prefix + int(chunk.attention_mask.sum()) - prefix * len(chunk.input_ids)
+    flops = (2 * parameters * (forwarded + read * len(tokens)) + 2 * head * read * len(tokens)) / len(tokens)
+    whole = (2 * parameters * (sum(tokens) + read * len(tokens)) + 2 * head * read * len(tokens)) / len(tokens)
     rate = matmul_rate(lm.model.dtype)
     rows["mean_prompt_tokens"] = round(sum(tokens) / len(tokens), 1)
-    rows["gflops_per_item"] = round(flops / 1e9, 2)
+    rows["mean_tokens_forwarded_batched"] = round(forwarded / len(tokens), 1)
+    rows["gflops_per_item_batched"] = round(flops / 1e9, 2)
+    rows["gflops_per_item_whole_prompt"] = round(whole / 1e9, 2)
     rows["matmul_gflops_per_s"] = round(rate / 1e9, 1)
     rows["batched_fraction_of_flop_bound"] = round(rows["batched_items_per_s"] * flops / rate, 3)
 
