@@ -51,7 +51,7 @@ def _inputs() -> tuple[str, list, bool, bool]:
     camera = right.toggle("Camera", key="sentiment_camera")
     photo = right.camera_input("Photo", key="sentiment_photo") if camera else None
     pack = st.checkbox(f"Social-media pack ({PACK}): intensity, emotion, guideline passage", key="sentiment_pack")
-    attribution = st.checkbox("Per-modality attribution (scores each modality alone and left out)", True,
+    attribution = st.checkbox("Per-modality attribution (each modality alone, and the rest without it)", True,
                               key="sentiment_attribution")  # fmt: skip
     return text, [*(files or []), *(f for f in (voice, photo) if f is not None)], pack, attribution
 
