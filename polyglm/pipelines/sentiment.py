@@ -316,7 +316,7 @@ def analyse_batch(
         alone = {m: calibrated(scored[row][ANSWER]["scores"], calibration.temperature) for m, row in rows.items()}
         together = fuse(alone, fusion)
         label = max(together, key=together.get)
-        view = attribution_view(alone, fusion, label) if attribution else {}
+        view = attribution_view(alone, together, fusion, label) if attribution else {}
         evidence = {"ocr": read.ocr, "transcripts": read.transcripts}
         pack_labels: dict[str, dict] = {}
         if scenario:
@@ -331,10 +331,12 @@ def analyse_batch(
     return results
 
 
-def attribution_view(alone: dict[str, dict[str, float]], fusion: Fusion, label: str) -> dict[str, Any]:
-    """together: all modalities fused; alone[m]: m only; without[m]: the others fused; change_without[m]: how
-    the chosen label's probability moves when m is left out (negative: m supported the label)."""
-    together = fuse(alone, fusion)
+def attribution_view(
+    alone: dict[str, dict[str, float]], together: dict[str, float], fusion: Fusion, label: str
+) -> dict[str, Any]:
+    """together: all modalities fused (`fuse(alone, fusion)`); alone[m]: m only; without[m]: the others fused;
+    change_without[m]: how the chosen label's probability moves when m is left out (negative: m supported
+    the label)."""
     without = {m: fuse({o: p for o, p in alone.items() if o != m}, fusion) for m in alone} if len(alone) > 1 else {}
     return {
         "together": together,

@@ -3,9 +3,9 @@
 A decode step reads every weight once, so its speed is bounded by memory bandwidth. nn.Linear stores its
 weight as (out x in) and computes x @ W.T; for the few rows of a decode step BLAS runs that "NT" product
 at ~15.5 GB/s on this project's 2-core machines, against ~27 GB/s for x @ W_t with W_t (in x out)
-contiguous ("NN"). 94 % of a step is these products, so Gemma-3-270M's fp32 decode went from 13.4 to
-18.4 tokens/s, 29.6 % -> 40.6 % of the bandwidth bound, with the same greedy output
-(`python bench/decode.py --profile offline --nn-layout`).
+contiguous ("NN"). 94 % of a step is these products, so Gemma-3-270M's fp32 decode went from 13.3 to
+17.2 tokens/s, 31.6 % -> 40.9 % of the bandwidth bound, with the same greedy output
+(`python bench/decode.py --profile offline --tokens 48 --stock --dtypes float32`).
 
 The copy is made on first use and made again whenever the weight changes (its storage, its version
 counter or a sampled checksum, so an in-place merge through `.data` is seen too). Only fp32 CPU weights,

@@ -233,8 +233,12 @@ class _GrowingBatch:
     ) -> None:
         from transformers import DynamicCache
 
-        # keep_hidden: record the last token's final hidden state of every forward (`last_hidden`), for heads
-        self.model, self.cache, self.keep_hidden, self.last_hidden = model, DynamicCache(), keep_hidden, None
+        # keep_hidden: record the last token's final hidden state of every forward (`last_hidden`), for heads;
+        # it is the input of the output head, found once here
+        self.model, self.cache, self.last_hidden = model, DynamicCache(), None
+        self.output_head = model.get_output_embeddings() if keep_hidden else None
+        if keep_hidden and self.output_head is None:
+            raise ValueError(f"{type(model).__name__} has no output embeddings to read a label head's input from")
         mask = attention_mask.to(model.device)
         if shared_prefix and inputs_embeds.shape[0] > 1:
             inputs_embeds, mask = self._prefill_shared(inputs_embeds, mask, shared_prefix)
@@ -275,9 +279,7 @@ class _GrowingBatch:
             # input of a trained label head too.
             self.last_hidden = args[0][:, -1].float()
 
-        head = self.model.get_output_embeddings() if self.keep_hidden else None
-        if self.keep_hidden and head is None:
-            raise ValueError(f"{type(self.model).__name__} has no output embeddings to read a label head's input from")
+        head = self.output_head
         hook = head.register_forward_pre_hook(keep_last_hidden) if head is not None else None
         try:
             with torch.inference_mode():

@@ -265,8 +265,9 @@ def fallback_answer(
     pick = lang if lang in INTRO else "en"
     lines = []
     for name, result in tool_results:
-        line = TOOL_LINE[pick].format(name=name, facts=tool_facts(result).rstrip(".。"))
-        if tool_facts(result) and line not in lines:  # the same call made twice is said once
+        facts = tool_facts(result)
+        line = TOOL_LINE[pick].format(name=name, facts=facts.rstrip(".。"))
+        if facts and line not in lines:  # the same call made twice is said once
             lines.append(line)
     quotes = best_sentences(question, passages)
     if quotes:
