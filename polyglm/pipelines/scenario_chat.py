@@ -19,7 +19,8 @@ results: a passage that says "call refund_eligibility" is data.
 
 Classification packs (`labels:` in scenario.yaml) also get `classify`: the labels are chosen by
 scoring each allowed label word with the language model after the prompt (constrained decoding), so
-the result is always a valid label with a probability, even from a small model.
+the result is always a valid label with a probability, even from a small model; a set the pack hands to
+a trained scorer (`label_scorers:`, e.g. polarity -> the sentiment pipeline's head) is labelled by it.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from polyglm.pipelines.attachments import (
 )
 from polyglm.pipelines.chat import validate_messages
 from polyglm.pipelines.label_scoring import score_conversations
+from polyglm.pipelines.sentiment import label_for_pack
 from polyglm.platform.engine import GenerationOptions, stream_tokens
 from polyglm.platform.errors import InputError
 from polyglm.platform.fusion import render_messages
@@ -287,20 +289,29 @@ class ScenarioAssistant:
             )
 
     def labels_by_lm(
-        self, message: str, images: Sequence[Any], audio: Sequence[Any], read: ReadAttachments | None = None
-    ) -> dict[str, dict]:
+        self, message: str, images: Sequence[Any], audio: Sequence[Any], read: ReadAttachments | None = None,
+        given: Mapping[str, dict] | None = None,
+    ) -> dict[str, dict]:  # fmt: skip
         """Label scores (label_scoring.py, the one scorer) after the prompt a chat turn gets (system prompt,
         guideline passages, few-shot), the nearest labelled posts as worked examples, then the post: its media
-        through the adapters and its image text and transcripts fenced beside it. `read`: the attachments
-        when the caller has read them already."""
+        through the adapters and its image text and transcripts fenced beside it. A set the pack hands to a
+        trained scorer (`label_scorers:`) is labelled by it instead, or taken from `given` when the caller has
+        scored it already. `read`: the attachments when the caller has read them already."""
         read = read if read is not None else self.read(images, audio)
-        content = user_content(message, read, self.lang)
-        hits = self.retriever.search(message, lang=self.lang)
-        messages = self.prompt(hits, [*self.similar_examples(message), {"role": "user", "content": content}])
-        [chosen] = score_conversations(self.platform, [messages], self.pack.labels)
-        return {name: {"label": result["label"],
-                       "probabilities": {label: round(p, 4) for label, p in result["probabilities"].items()}}
-                for name, result in chosen.items()}  # fmt: skip
+        chosen = dict(given or {})
+        for name, scorer in self.pack.label_scorers.items():
+            if name not in chosen:
+                chosen[name] = SCORERS[scorer](self.platform, message, images, audio, read, self.pack.labels[name])
+        by_words = {name: labels for name, labels in self.pack.labels.items() if name not in chosen}
+        if by_words:
+            content = user_content(message, read, self.lang)
+            hits = self.retriever.search(message, lang=self.lang)
+            messages = self.prompt(hits, [*self.similar_examples(message), {"role": "user", "content": content}])
+            [scored] = score_conversations(self.platform, [messages], by_words)
+            chosen |= {name: {"label": result["label"],
+                              "probabilities": {label: round(p, 4) for label, p in result["probabilities"].items()}}
+                       for name, result in scored.items()}  # fmt: skip
+        return {name: chosen[name] for name in self.pack.labels}
 
     @cached_property
     def labelled_posts(self) -> tuple[list[tuple[str, str, dict[str, str]]], Any]:
@@ -425,6 +436,8 @@ class ScenarioAssistant:
         ]
 
 
+# The trained scorers a pack may name in `label_scorers:` (their labels: scenarios.schema.LABEL_SCORERS).
+SCORERS: Mapping[str, Callable[..., dict]] = {"sentiment": label_for_pack}
 NEIGHBOURS = 5  # k of the neighbour vote (no measured comparison of k is recorded: tune it with scenarios eval)
 LABEL_METHODS: dict[str, Callable[..., dict[str, dict]]] = {
     "lm": ScenarioAssistant.labels_by_lm,

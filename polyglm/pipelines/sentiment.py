@@ -11,7 +11,8 @@ beside the profile's adapters, checked against the LM's weights hash and the hea
 by a weighted product fitted on validation posts (sentiment_fusion.py, `fusion.json`). The same product
 over all but one modality gives the attribution (each alone, together, each left out). With a scenario
 pack (social_sentiment) the pack's own LM classify adds its intensity and emotion, and its guideline
-passage nearest to the post is returned as evidence.
+passage nearest to the post is returned as evidence; a pack that hands its polarity to this pipeline
+(`label_scorers:`) gets the fused label above, so the two never disagree.
 
 Same code on every profile: the tiny test profile, the offline one and the GLM ones.
 """
@@ -288,18 +289,20 @@ def analyse_batch(
     scenario: str | None = None,
     attribution: bool = True,
     batch_size: int = 8,
+    reads: Sequence[ReadAttachments] | None = None,
 ) -> list[SentimentResult]:
-    """`analyse` for several posts: every prompt (one per modality of each post) scored in batches."""
+    """`analyse` for several posts: every prompt (one per modality of each post) scored in batches. `reads`:
+    each post's attachments when the caller has read them already (read_item)."""
     for item in items:
         check_input(item)
+    reads = list(reads) if reads is not None else [read_item(platform, item) for item in items]
     scorer = sentiment_scorer(platform)
     calibration = platform.cached("sentiment_calibration", lambda: load_calibration(platform, scorer.sha256))
     fusion = platform.cached(
         "sentiment_fusion", lambda: load_fusion(platform.profile.name, scorer.sha256, calibration.temperature)
     )
     prepared, conversations = [], []
-    for item in items:
-        read = read_item(platform, item)
+    for item, read in zip(items, reads, strict=True):
         present, empty, notes = carried(platform, item, read)
         if not present:
             raise InputError(f"nothing to analyse: {'; '.join(empty.values())}; add text or a readable file")
@@ -320,7 +323,7 @@ def analyse_batch(
         evidence = {"ocr": read.ocr, "transcripts": read.transcripts}
         pack_labels: dict[str, dict] = {}
         if scenario:
-            pack_labels, evidence["guideline"] = pack_view(platform, scenario, item, read, lang)
+            pack_labels, evidence["guideline"] = pack_view(platform, scenario, item, read, lang, together)
         results.append(SentimentResult(
             label=label, probabilities=together,
             raw_probabilities=fuse({m: scored[row][ANSWER]["probabilities"] for m, row in rows.items()}, fusion),
@@ -346,11 +349,29 @@ def attribution_view(
     }
 
 
+def as_label_set(probabilities: dict[str, float], labels: Sequence[str]) -> dict:
+    """Fused sentiment probabilities as a pack's label set result: {"label", "probabilities"} in its order."""
+    shown = {label: round(probabilities[label], 4) for label in labels}
+    return {"label": max(shown, key=shown.get), "probabilities": shown}
+
+
+def label_for_pack(
+    platform: Platform, text: str, images: Sequence[Any], audio: Sequence[Any], read: ReadAttachments,
+    labels: Sequence[str],
+) -> dict:  # fmt: skip
+    """A pack's label set scored by this pipeline (`label_scorers: {polarity: sentiment}`): the post's
+    fused sentiment, from what the pack has read already."""
+    [result] = analyse_batch(platform, [SentimentInput(text, tuple(images), tuple(audio))], attribution=False,
+                             reads=[read])  # fmt: skip
+    return as_label_set(result.probabilities, labels)
+
+
 def pack_view(
-    platform: Platform, scenario: str, item: SentimentInput, read: ReadAttachments, lang: str
-) -> tuple[dict[str, dict], dict | None]:
-    """The pack's own LM labels (its classify's scorer, given what was read already) and its guideline
-    passage nearest to the post."""
+    platform: Platform, scenario: str, item: SentimentInput, read: ReadAttachments, lang: str,
+    probabilities: dict[str, float],
+) -> tuple[dict[str, dict], dict | None]:  # fmt: skip
+    """The pack's labels (its classify's scorers, given what was read already; the sets it hands to this
+    pipeline take `probabilities`, the post's fused sentiment) and its guideline passage nearest to the post."""
     from polyglm.pipelines.scenario_chat import scenario_assistant
     from polyglm.scenarios.loader import load_pack
 
@@ -360,7 +381,9 @@ def pack_view(
                          "social_sentiment")  # fmt: skip
     assistant = scenario_assistant(platform, scenario, lang if lang in pack.languages else pack.languages[0])
     assistant.check_message(item.text, item.images, item.audio)
-    labels = assistant.labels_by_lm(item.text, item.images, item.audio, read=read)
+    ours = {name: as_label_set(probabilities, pack.labels[name])
+            for name, scorer in pack.label_scorers.items() if scorer == "sentiment"}  # fmt: skip
+    labels = assistant.labels_by_lm(item.text, item.images, item.audio, read=read, given=ours)
     query = f"{item.text}\n{read.text}".strip()
     hits = assistant.retriever.search(query, lang=assistant.lang)
     guideline = {"citation": hits[0].citation, "title": hits[0].title, "text": hits[0].text} if hits else None

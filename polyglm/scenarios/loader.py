@@ -24,6 +24,7 @@ from polyglm.platform.config import MediaPolicy
 from polyglm.platform.errors import PolyglmError
 from polyglm.platform.paths import resolve_inside
 from polyglm.scenarios.schema import (
+    LABEL_SCORERS,
     LANGUAGES,
     FewShot,
     GenerationConfig,
@@ -250,6 +251,26 @@ def _parse_labels(where: _Where, value: Any) -> Mapping[str, tuple[str, ...]]:
     return MappingProxyType(sets)
 
 
+def _parse_label_scorers(where: _Where, value: Any) -> Mapping[str, str]:
+    scorers = {str(name): _text(where.at(str(name)), scorer) for name, scorer in _mapping(where, value).items()}
+    for name, scorer in scorers.items():
+        if scorer not in LABEL_SCORERS:
+            raise where.at(name).fail(f"unknown scorer {scorer!r}; scorers are: {', '.join(LABEL_SCORERS)}")
+    return MappingProxyType(scorers)
+
+
+def _check_label_scorers(where: _Where, labels: Mapping[str, tuple[str, ...]], scorers: Mapping[str, str]) -> None:
+    """Each scored set is a declared label set holding exactly the labels its scorer gives."""
+    for name, scorer in scorers.items():
+        if name not in labels:
+            raise where.at(name).fail(f"names no label set under `labels:` (sets: {', '.join(labels) or 'none'})")
+        if set(labels[name]) != set(LABEL_SCORERS[scorer]):
+            raise where.at(name).fail(
+                f"scorer {scorer!r} gives the labels {list(LABEL_SCORERS[scorer])}, but labels.{name} is "
+                f"{list(labels[name])}: make the set those labels or drop the scorer"
+            )
+
+
 def _pack_file(where: _Where, value: Any) -> Path:
     """A path named in scenario.yaml, relative to the pack folder and refused when it leads out of it."""
     relative = _text(where, value)
@@ -349,6 +370,7 @@ _FIELDS: Mapping[str, _Field] = MappingProxyType(
         "system_prompt": _Field(lambda where, value: _per_language(where, value, _text)),
         "few_shot": _Field(_parse_few_shot, default={}),
         "labels": _Field(_parse_labels, default={}),
+        "label_scorers": _Field(_parse_label_scorers, default={}),
         "knowledge_base": _Field(_parse_knowledge_base),
         "tools": _Field(_parse_function_names, default=[]),
         "planners": _Field(_parse_function_names, default=[]),
@@ -371,6 +393,7 @@ def _pack_from_dict(raw: Mapping[str, Any], where: _Where, sources: Sequence[Pat
         key: spec.parse(where.at(key), _required(where.at(key), raw, key, spec.default))
         for key, spec in _FIELDS.items()
     }
+    _check_label_scorers(where.at("label_scorers"), values["labels"], values["label_scorers"])
     return ScenarioPack(root=where.root, languages=languages, sources=tuple(sources), **values)
 
 
@@ -524,6 +547,7 @@ def pack_summary(pack: ScenarioPack) -> dict[str, Any]:
         "languages": list(pack.languages),
         "tools": list(pack.tools),
         "labels": {name: list(labels) for name, labels in pack.labels.items()},
+        "label_scorers": dict(pack.label_scorers),
         "kb_documents": len(documents),
         "kb_documents_by_lang": dict(sorted(Counter(doc.lang for doc in documents).items())),
         "train_items": _count_lines(pack.finetune_data),

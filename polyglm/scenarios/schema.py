@@ -98,6 +98,13 @@ class SafetyConfig:
     escalate_on: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
 
+# Trained scorers a pack may name for a label set (`label_scorers:` in scenario.yaml), with the labels each
+# gives; the set must hold exactly these labels. Implemented in polyglm.pipelines.scenario_chat.SCORERS.
+LABEL_SCORERS: Mapping[str, tuple[str, ...]] = MappingProxyType(
+    {"sentiment": ("negative", "neutral", "positive")}  # pipelines/sentiment.py: the trained head, fused modalities
+)
+
+
 @dataclass(frozen=True)
 class GenerationConfig:
     """Decoding defaults for this scenario."""
@@ -118,6 +125,8 @@ class ScenarioPack:
     system_prompt: Mapping[str, str]  # language -> template; may use {today} and {tools}
     few_shot: Mapping[str, tuple[FewShot, ...]]  # language -> examples (may be empty)
     labels: Mapping[str, tuple[str, ...]]  # label set name -> labels (classification packs only)
+    # label set name -> a scorer of LABEL_SCORERS that labels it instead of the LM's label words
+    label_scorers: Mapping[str, str]
     knowledge_base: KnowledgeBaseConfig  # documents and retrieval settings
     tools: tuple[str, ...]  # names of @tool functions in tools.py, in prompt order
     planners: tuple[str, ...]  # names of @planner functions in tools.py: rule-decided calls before generation

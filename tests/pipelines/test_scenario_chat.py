@@ -317,6 +317,34 @@ def test_classify_returns_valid_labels_with_probabilities(tiny_platform):
         assert result["label"] == max(result["probabilities"], key=result["probabilities"].get)
 
 
+def test_a_set_handed_to_a_trained_scorer_is_labelled_by_it(tiny_platform, monkeypatch):
+    """social_sentiment's polarity is the sentiment pipeline's fused label (label_scorers), the other sets the
+    LM's label words: classify and `polyglm sentiment` give a post one polarity."""
+    from polyglm.pipelines import scenario_chat
+    from polyglm.pipelines.sentiment import SentimentInput, analyse
+    from polyglm.scenarios.schema import LABEL_SCORERS
+
+    assert set(scenario_chat.SCORERS) == set(LABEL_SCORERS)
+    assistant = scenario_assistant(tiny_platform, "social_sentiment", "en")
+    post = "The parcel came broken and support hung up on me."
+    expected = analyse(tiny_platform, SentimentInput(text=post), attribution=False).probabilities
+    labels = assistant.classify(post)
+    assert labels["polarity"]["probabilities"] == {
+        k: round(expected[k], 4) for k in ("positive", "neutral", "negative")
+    }
+    assert list(labels) == list(assistant.pack.labels)
+    scored_by_words = []
+    real = scenario_chat.score_conversations
+
+    def spy(platform, messages, sets):
+        scored_by_words.append(set(sets))
+        return real(platform, messages, sets)
+
+    monkeypatch.setattr(scenario_chat, "score_conversations", spy)
+    assistant.classify(post)
+    assert scored_by_words == [{"intensity", "emotion"}]
+
+
 def test_neighbour_vote_labels_a_post_like_its_annotated_twins(tiny_platform):
     assistant = scenario_assistant(tiny_platform, "social_sentiment", "en")
     posts, _ = assistant.labelled_posts
@@ -409,7 +437,10 @@ def test_cli_labels_a_post_with_its_photo_and_voice_note(tiny_platform, monkeypa
     assert code == 0
     [(prompt, scores)] = scored
     labels = json.loads(capsys.readouterr().out)
-    assert {name: r["label"] for name, r in scores.items()} == {name: r["label"] for name, r in labels.items()}
+    # polarity is the sentiment pipeline's (label_scorers); the other sets are the scored label words
+    assert {name: r["label"] for name, r in scores.items()} == {
+        name: r["label"] for name, r in labels.items() if name != "polarity"
+    }
     assert labels["polarity"]["label"] in {"positive", "neutral", "negative"}
     # the photo's text, read by OCR, inside its fence after the post
     assert "第一次带我妈看海！" in prompt and "<<<IMAGE TEXT 1>>>\nSEA VIEW 2026\n<<<END IMAGE TEXT 1>>>" in prompt

@@ -160,7 +160,9 @@ def test_the_pack_adds_intensity_emotion_and_its_guideline(tiny_platform):
                      scenario="social_sentiment", attribution=False)  # fmt: skip
     assert result.intensity in {"1", "2", "3", "4", "5"}
     assert result.emotion in {"joy", "surprise", "anger", "sadness", "fear", "disgust", "neutral"}
-    assert result.pack_labels["polarity"]["label"] in LABELS
+    # the pack hands its polarity to this pipeline (label_scorers), so the two never disagree
+    assert result.pack_labels["polarity"]["label"] == result.label
+    assert result.pack_labels["polarity"]["probabilities"] == {k: round(v, 4) for k, v in result.probabilities.items()}
     assert result.evidence["guideline"]["citation"] and result.evidence["guideline"]["text"]
 
 

@@ -113,6 +113,26 @@ def test_labels_load_as_tuples(packs_dir):
     assert load_pack("demo", packs_dir).labels["polarity"] == ("positive", "neutral", "negative")
 
 
+@pytest.mark.parametrize(
+    ("scorers", "problem"),
+    [
+        ({"polarity": "vibes"}, "field `label_scorers.polarity`: unknown scorer 'vibes'; scorers are: sentiment"),
+        ({"mood": "sentiment"}, "field `label_scorers.mood`: names no label set under `labels:` (sets: polarity)"),
+        ({"polarity": "sentiment"}, "scorer 'sentiment' gives the labels ['negative', 'neutral', 'positive'], but "
+                                    "labels.polarity is ['good', 'bad']"),
+    ],
+)  # fmt: skip
+def test_a_label_scorer_must_name_a_known_scorer_and_a_set_with_its_labels(packs_dir, scorers, problem):
+    write_pack(packs_dir, overrides={"labels": {"polarity": ["good", "bad"]}, "label_scorers": scorers})
+    assert problem in error_of("demo", packs_dir)
+
+
+def test_a_label_scorer_loads_for_a_set_with_its_labels(packs_dir):
+    labels = {"polarity": ["positive", "neutral", "negative"], "emotion": ["joy", "anger"]}
+    write_pack(packs_dir, overrides={"labels": labels, "label_scorers": {"polarity": "sentiment"}})
+    assert load_pack("demo", packs_dir).label_scorers == {"polarity": "sentiment"}
+
+
 def test_a_tool_named_in_yaml_but_missing_in_tools_py_is_named(packs_dir):
     root = write_pack(packs_dir, overrides={"tools": ["echo", "teleport"]})
     message = error_of("demo", packs_dir)
