@@ -1,8 +1,9 @@
 """run.json: what a run was made from, so that it can be repeated and so that a resume cannot mix runs.
 
-The identity (dataset digest, task digest and overrides, profile, adapter digests, seed) is written when
-a run starts. Starting again into the same folder with a different identity is refused with the two
-values side by side: resuming would otherwise append predictions of another dataset or model to these.
+The identity (dataset digest, task digest and overrides, profile, adapter digests, for a scenario task its
+pack's files, seed) is written when a run starts. Starting again into the same folder with a different
+identity is refused with the two values side by side: resuming would otherwise append predictions of
+another dataset, model or pack to these.
 """
 
 from __future__ import annotations
@@ -18,15 +19,17 @@ from pathlib import Path
 from typing import Any
 
 from polyglm.evaluation.manifest import Manifest
-from polyglm.evaluation.tasks import Task
+from polyglm.evaluation.tasks import Task, task_pack
 from polyglm.platform.errors import InputError
 
 PACKAGES = ("polyglm", "torch", "transformers", "timm", "openai-whisper", "peft", "datasets", "scikit-learn", "ray")
-IDENTITY = ("dataset_digest", "task_digest", "task_overrides", "profile", "adapters", "seed")
+IDENTITY = ("dataset_digest", "task_digest", "task_overrides", "profile", "adapters", "pack", "seed")
 
 
 def adapter_digests(profile_name: str) -> dict[str, str]:
-    """sha256 of each adapter manifest the profile names (the manifests carry their weights' hashes)."""
+    """sha256 of each adapter manifest the profile names (the manifests carry their weights' hashes), and
+    of everything shipped in the profile's adapter folder ("shipped": the LM delta, the sentiment head, its
+    calibration and fusion weights), which labels depend on as much."""
     from polyglm.platform.config import load_profile
     from polyglm.platform.inventory import ADAPTER_ROOT, STAGE2_MANIFEST
 
@@ -34,7 +37,18 @@ def adapter_digests(profile_name: str) -> dict[str, str]:
     found = {m: ADAPTER_ROOT / rel / "manifest.json" for m, rel in profile.adapters.items()}
     if profile.stage2:
         found["stage2"] = ADAPTER_ROOT / profile.stage2 / STAGE2_MANIFEST
-    return {m: hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else "missing" for m, p in found.items()}
+    digests = {m: hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else "missing" for m, p in found.items()}
+    shipped = ADAPTER_ROOT / profile.name
+    return digests | ({"shipped": folder_digest(shipped)} if shipped.is_dir() else {})
+
+
+def folder_digest(folder: Path) -> str:
+    """sha256 over every file under `folder` (relative path and content; Python's bytecode caches left out)."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in folder.rglob("*") if p.is_file() and "__pycache__" not in p.parts):
+        digest.update(f"{path.relative_to(folder).as_posix()}\0".encode())
+        digest.update(hashlib.sha256(path.read_bytes()).digest())
+    return digest.hexdigest()
 
 
 def versions() -> dict[str, str]:
@@ -63,6 +77,8 @@ def identity(options: Any, task: Task, manifest: Manifest) -> dict[str, Any]:
         "task_overrides": {k: v for k, v in options.task_overrides.items()},
         "profile": options.profile,
         "adapters": adapter_digests(options.profile),
+        # a scenario task also runs on its pack's prompt, knowledge base, tools, labelled posts and scorers
+        "pack": folder_digest(task_pack(task).root) if task.pack else None,
         "seed": options.seed,
     }
 

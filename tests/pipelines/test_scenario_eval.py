@@ -19,6 +19,7 @@ from polyglm.pipelines.scenario_eval import (
     score_tools,
     value_matches,
 )
+from polyglm.platform.errors import InputError
 from polyglm.scenarios.loader import load_pack
 
 PACKS = Path(__file__).resolve().parents[2] / "polyglm" / "scenarios" / "packs"
@@ -141,6 +142,20 @@ def test_a_crashed_run_resumes_without_redoing_finished_items(tiny_platform, tmp
     assert answered == ["cs-eval-001", "cs-eval-002", "cs-eval-003"]  # only the missing one after the crash
     assert summary["items"] == 3 and not summary["failed"]
     assert [r["id"] for r in read_records(results)] == ["cs-eval-001", "cs-eval-002", "cs-eval-003"]
+
+
+@pytest.mark.usefixtures("isolated_cache")
+def test_a_run_does_not_resume_over_a_changed_pack(tiny_platform, tmp_path):
+    """Labels depend on the pack's scenario.yaml, knowledge base and labelled posts, not only on eval.jsonl:
+    resuming into a folder after the pack changed would mix answers of two packs."""
+    item = {"id": "ok-1", "lang": "en", "input": "Loved the concert!!", "expected_label": {"polarity": "positive"}}
+    packs = _pack_copy(tmp_path, "social_sentiment", [item])
+    options = EvalOptions(scenario="social_sentiment", profile="tiny", out=tmp_path / "run", packs_dir=packs)
+    evaluate_scenario(options, platform=tiny_platform, progress=False)
+    guideline = sorted((packs / "social_sentiment" / "kb").glob("*.md"))[0]
+    guideline.write_text(guideline.read_text(encoding="utf-8") + "\nSarcasm counts as negative.\n", encoding="utf-8")
+    with pytest.raises(InputError, match="holds a run of another pack"):
+        evaluate_scenario(options, platform=tiny_platform, progress=False)
 
 
 def test_cli_eval_prints_metrics_and_writes_the_summary(tiny_platform, tmp_path):
