@@ -6,9 +6,9 @@
 2. batched scoring (--batch-size) vs one by one: items/s;
 3. batched scoring items/s as a fraction of the FLOP-bound limit: items/s x FLOPs per item / the matmul
    rate measured here in the LM's dtype. FLOPs per item: 2 x the LM's non-embedding parameters x the
-   tokens the batch really forwards (the prompt prefix every row shares runs once per batch, see
-   label_scoring.shared_prefix), plus the LM head on the positions it reads; attention's own FLOPs left
-   out. The whole prompts' FLOPs are printed beside it;
+   tokens the call really forwards (the prompt prefix every item shares runs once per call, see
+   label_scoring.shared_prefix), plus the LM head on the positions whose logits are computed (none for a
+   head); attention's own FLOPs left out. The whole prompts' FLOPs are printed beside it;
 4. a 10-second voice note end to end (decode, Whisper transcript, audio adapter, scoring);
 5. peak RSS.
 
@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
         sentiment_scorer,
     )
     from polyglm.platform.engine import GenerationOptions, generate_ids
-    from polyglm.platform.fusion import build_batch
+    from polyglm.platform.fusion import generation_prompt
     from polyglm.platform.loader import load_platform
     from polyglm.platform.media import load_audio
     from polyglm.scenarios.loader import load_pack
@@ -116,23 +116,26 @@ def main(argv: list[str] | None = None) -> int:
         for k in LABELS
     )
 
-    # FLOPs: every forwarded token through every non-embedding weight; the LM head on the positions read
-    # (a head reads one hidden state per item; label words forward and read each label's tokens).
+    # FLOPs: every forwarded token through every non-embedding weight, plus the LM head on the positions whose
+    # logits are computed. The batched call runs the prompts' common prefix once, then each prompt's own
+    # tokens and the answer's opening ('{"sentiment": "'); a head reads the hidden state there and the
+    # forward stops before the LM head, while label words forward each label's tokens and read their logits.
     parameters = sum(p.numel() for n, p in lm.model.named_parameters() if "embed" not in n)
     head = lm.model.get_output_embeddings().weight.numel()
-    read = (
-        1
-        if sentiment_scorer(platform).sha256
-        else 8 + sum(len(lm.tokenizer.encode(f'{x}"', add_special_tokens=False)) for x in LABELS)
-    )
-    tokens = [len(build_batch(lm, [c], {}).input_ids[0]) for c in conversations]
-    forwarded = 0
-    for start in range(0, len(conversations), args.batch_size):
-        chunk = build_batch(lm, conversations[start : start + args.batch_size], {})
-        prefix = shared_prefix(chunk.input_ids, chunk.attention_mask, set())
-        forwarded += prefix + int(chunk.attention_mask.sum()) - prefix * len(chunk.input_ids)
-    flops = (2 * parameters * (forwarded + read * len(tokens)) + 2 * head * read * len(tokens)) / len(tokens)
-    whole = (2 * parameters * (sum(tokens) + read * len(tokens)) + 2 * head * read * len(tokens)) / len(tokens)
+
+    def encode(text: str) -> list[int]:
+        return lm.tokenizer.encode(text, add_special_tokens=False)
+
+    opening = len(encode('{"')) + len(encode(f'{ANSWER}": "'))
+    label_words = 0 if sentiment_scorer(platform).sha256 else sum(len(encode(f'{x}"')) - 1 for x in LABELS)
+    logits_read = 0 if sentiment_scorer(platform).sha256 else opening + label_words
+    prompts = [generation_prompt(lm.tokenizer, c)[0] for c in conversations]
+    prefix = shared_prefix(prompts, set())
+    tokens = [len(p) for p in prompts]
+    forwarded = prefix + sum(n - prefix + opening + label_words for n in tokens)
+    flops = (2 * parameters * forwarded + 2 * head * logits_read * len(tokens)) / len(tokens)
+    whole = (2 * parameters * (sum(tokens) + (opening + label_words) * len(tokens))
+             + 2 * head * logits_read * len(tokens)) / len(tokens)  # fmt: skip
     rate = matmul_rate(lm.model.dtype)
     rows["mean_prompt_tokens"] = round(sum(tokens) / len(tokens), 1)
     rows["mean_tokens_forwarded_batched"] = round(forwarded / len(tokens), 1)

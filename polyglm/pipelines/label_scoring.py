@@ -7,9 +7,10 @@ engine (`choose_labels_batch`) then scores every allowed label word after the pr
 prompt's key/value cache across the candidates: no generated text to parse, and the answer is
 always a valid label.
 
-Prompts with media features and text-only prompts are scored in separate batches: media turns run
-with the stage-2 LoRA switched on (as chat does), text turns with it off. Within a group, prompts
-are left-padded into batches of `batch_size`; a row scores the same in any batch as alone.
+Prompts with media features and text-only prompts are scored in separate groups: media turns run
+with the stage-2 LoRA switched on (as chat does), text turns with it off. Within a group, the tokens
+every prompt begins with (the instruction and worked examples) run once, and the prompts, longest
+first, are left-padded into batches of `batch_size`; a row scores the same in any batch as alone.
 """
 
 from __future__ import annotations
@@ -21,8 +22,8 @@ from typing import Any
 from polyglm.pipelines.attachments import ReadAttachments, has_media, read_attachments, user_content
 from polyglm.pipelines.chat import language_of
 from polyglm.platform.config import MediaPolicy
-from polyglm.platform.engine import choose_labels_batch
-from polyglm.platform.fusion import build_batch
+from polyglm.platform.engine import choose_labels_batch, prefill_prefix
+from polyglm.platform.fusion import fuse_prompts, generation_prompt
 from polyglm.platform.loader import Platform
 from polyglm.platform.multimodal import multimodal_for, text_turn
 
@@ -78,45 +79,59 @@ def score_conversations(
     with_media = [i for i, c in enumerate(conversations) if has_media(c)]
     text_only = [i for i, c in enumerate(conversations) if not has_media(c)]
     for group, media in ((text_only, False), (with_media, True)):
+        if not group:
+            continue
         chosen = (media_heads or heads) if media else heads
-        for start in range(0, len(group), batch_size):
-            chunk = group[start : start + batch_size]
-            scored = _score_chunk(platform, [conversations[i] for i in chunk], label_sets, media, chosen)
-            for index, result in zip(chunk, scored, strict=True):
-                results[index] = result
+        scored = _score_group(platform, [conversations[i] for i in group], label_sets, media, chosen, batch_size)
+        for index, result in zip(group, scored, strict=True):
+            results[index] = result
     return results  # type: ignore[return-value]
 
 
-def _score_chunk(
+def _score_group(
     platform: Platform,
     conversations: Sequence[Sequence[dict]],
     label_sets: Mapping[str, Sequence[str]],
     media: bool,
     heads: Mapping[str, Callable[[Any], Any]] | None,
+    batch_size: int,
 ) -> list[dict[str, dict[str, Any]]]:
+    """Conversations of one kind (all text-only, or all with media) in batches of prompts of similar length
+    (less padding to run), after their common first tokens have run once for all the batches."""
     import torch
 
     lm = platform.lm
     # Text-only prompts fuse nothing: no placeholder ids, so a typed "<|image|>" is just text, as in chat.
     model = multimodal_for(platform) if media else None
-    with torch.inference_mode():
-        batch = build_batch(lm, conversations, model.placeholder_ids if model else {})
-    shared = shared_prefix(
-        batch.input_ids, batch.attention_mask, set((model.placeholder_ids if model else {}).values())
-    )
+    placeholders = model.placeholder_ids if model else {}
+    prompts = [generation_prompt(lm.tokenizer, c) for c in conversations]
+    length = shared_prefix([ids for ids, _ in prompts], set(placeholders.values()))
+    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i][0]), reverse=True)
+    results: list[dict | None] = [None] * len(prompts)
     with model.media_lora_on() if model else text_turn(platform):
-        return choose_labels_batch(lm.model, lm.tokenizer, batch.inputs_embeds, batch.attention_mask, label_sets,
-                                   shared_prefix=shared, heads=heads)  # fmt: skip
+        prefix = None
+        if length:
+            with torch.inference_mode():  # the prefix is text: its embeddings are the tokens' own
+                embeds = lm.model.get_input_embeddings()(torch.tensor([prompts[0][0][:length]], device=lm.model.device))
+            prefix = prefill_prefix(lm.model, embeds)
+        for start in range(0, len(order), batch_size):
+            chunk = order[start : start + batch_size]
+            with torch.inference_mode():
+                batch = fuse_prompts(lm, [prompts[i] for i in chunk], placeholders)
+            scored = choose_labels_batch(lm.model, lm.tokenizer, batch.inputs_embeds, batch.attention_mask,
+                                         label_sets, prefix=prefix, heads=heads)  # fmt: skip
+            for index, result in zip(chunk, scored, strict=True):
+                results[index] = result
+    return results  # type: ignore[return-value]
 
 
 MIN_SHARED_PREFIX = 16  # tokens; below this, running the prefix separately costs more than it saves
 
 
-def shared_prefix(input_ids: Any, attention_mask: Any, placeholders: set[int]) -> int:
-    """How many first real tokens every row of a left-padded batch has in common (the instruction and worked
-    examples), stopping before the first media placeholder (each row's features differ) and leaving every
-    row at least one token of its own; 0 when that is too short to be worth sharing or there is one row."""
-    rows = [ids[mask.bool()].tolist() for ids, mask in zip(input_ids, attention_mask, strict=True)]
+def shared_prefix(rows: Sequence[Sequence[int]], placeholders: set[int]) -> int:
+    """How many first tokens every prompt (token ids) has in common (the instruction and worked examples),
+    stopping before the first media placeholder (each row's features differ) and leaving every row at least
+    one token of its own; 0 when that is too short to be worth sharing or there is one prompt."""
     if len(rows) < 2:
         return 0
     length = 0

@@ -153,7 +153,7 @@ def choose_labels_batch(
     inputs_embeds: Any,
     attention_mask: Any,
     label_sets: Mapping[str, Sequence[str]],
-    shared_prefix: int = 0,
+    prefix: PromptPrefix | None = None,
     heads: Mapping[str, Callable[[Any], Any]] | None = None,
 ) -> list[dict[str, dict[str, Any]]]:
     """Constrained decoding of a one-line JSON answer {"set": "label", ...} after each prompt of a
@@ -166,15 +166,16 @@ def choose_labels_batch(
 
     The prompts run once; each candidate reuses their key/value cache, cropped back afterwards, so a
     label costs a forward pass over its own few tokens only. Position ids count real tokens only, so a
-    row scores the same in any batch as alone. `shared_prefix`: the first that many real tokens are the
-    same in every row (an instruction and worked examples, no media): they run once, for the whole batch.
-    `heads`: set -> a trained classifier that maps the LM's last hidden state where the label begins (B, D)
-    to one score per label (B, len(labels)); such a set is scored by its head instead of the label tokens.
+    row scores the same in any batch as alone. `prefix`: the key/value cache of the first real tokens
+    every row begins with (an instruction and worked examples, no media; `prefill_prefix`), run once for
+    any number of batches; those tokens are skipped in each row. `heads`: set -> a trained classifier that
+    maps the LM's last hidden state where the label begins (B, D) to one score per label (B, len(labels));
+    such a set is scored by its head instead of the label tokens, and its forward pass stops before the
+    output head (no vocabulary-wide logits are computed where none are read).
     """
-    import torch
 
     heads = heads or {}
-    rows = _GrowingBatch(model, inputs_embeds, attention_mask, shared_prefix, keep_hidden=bool(heads))
+    rows = _GrowingBatch(model, inputs_embeds, attention_mask, prefix, keep_hidden=bool(heads))
     size = inputs_embeds.shape[0]
 
     def encode(text: str) -> list[int]:
@@ -183,26 +184,16 @@ def choose_labels_batch(
     chosen: list[dict[str, dict[str, Any]]] = [{} for _ in range(size)]
     pending = [encode('{"')] * size
     for name, labels in label_sets.items():
-        last = rows.extend([[*p, *encode(f'{name}": "')] for p in pending])[:, -1]  # (B, V)
+        opening = [[*p, *encode(f'{name}": "')] for p in pending]
         if name in heads:
+            rows.extend(opening, logits=False)
             scores = heads[name](rows.last_hidden).float().cpu()
             if scores.shape != (size, len(labels)):
                 raise ValueError(
                     f"the head of {name!r} gave scores of shape {tuple(scores.shape)}, not {(size, len(labels))}"
                 )
-            labels_to_score = ()
         else:
-            scores, labels_to_score = torch.zeros(size, len(labels)), labels
-        settled = rows.state()
-        for column, label in enumerate(labels_to_score):
-            ids = encode(f'{label}"')
-            total = last[:, ids[0]].clone()
-            if len(ids) > 1:
-                rest = rows.extend([ids[:-1]] * size)  # (B, k, V): predicts ids[1:]
-                targets = torch.tensor(ids[1:], device=rest.device)
-                total += rest.gather(-1, targets.expand(size, -1).unsqueeze(-1)).squeeze(-1).sum(-1)
-                rows.restore(settled)
-            scores[:, column] = total.cpu()
+            scores = _label_word_scores(rows, rows.extend(opening)[:, -1], labels, encode)
         probabilities = scores.softmax(-1)
         for row in range(size):
             best = labels[int(scores[row].argmax())]
@@ -215,11 +206,53 @@ def choose_labels_batch(
     return chosen
 
 
+def _label_word_scores(rows: _GrowingBatch, last: Any, labels: Sequence[str], encode: Callable) -> Any:
+    """(B, len(labels)): each label's tokens' summed log-probability after the batch's current end (`last`:
+    the log-probabilities there); the batch is cropped back after each label."""
+    import torch
+
+    size = last.shape[0]
+    scores = torch.zeros(size, len(labels))
+    settled = rows.state()
+    for column, label in enumerate(labels):
+        ids = encode(f'{label}"')
+        total = last[:, ids[0]].clone()
+        if len(ids) > 1:
+            rest = rows.extend([ids[:-1]] * size)  # (B, k, V): predicts ids[1:]
+            targets = torch.tensor(ids[1:], device=rest.device)
+            total += rest.gather(-1, targets.expand(size, -1).unsqueeze(-1)).squeeze(-1).sum(-1)
+            rows.restore(settled)
+        scores[:, column] = total.cpu()
+    return scores
+
+
+@dataclass(frozen=True)
+class PromptPrefix:
+    """The key/value cache (one row) of the first `length` tokens several prompts begin with."""
+
+    length: int
+    cache: Any  # a transformers DynamicCache; copied, never extended, by each batch that starts from it
+
+
+def prefill_prefix(model: Any, embeds: Any) -> PromptPrefix:
+    """Run the tokens every prompt of a group begins with (`embeds` (1, P, D)) once and keep their cache."""
+    import torch
+
+    length = embeds.shape[1]
+    batch = _GrowingBatch(model, embeds, torch.ones((1, length), dtype=torch.long))
+    return PromptPrefix(length, batch.cache)
+
+
 def torch_cat_ones(length: int, mask: Any) -> Any:
     """`mask` with `length` ones in front of every row (a shared prefix every row attends to)."""
     import torch
 
     return torch.cat([torch.ones((mask.shape[0], length), dtype=mask.dtype, device=mask.device), mask], 1)
+
+
+class _StopBeforeOutputHead(Exception):
+    """Raised by the output head's pre-hook when no logits are wanted: every layer (and so the key/value
+    cache) has run; the vocabulary-wide projection, the largest matmul of a small LM, has not."""
 
 
 class _GrowingBatch:
@@ -229,58 +262,68 @@ class _GrowingBatch:
     masked). Position ids count each row's real tokens, so padding never shifts a row's positions."""
 
     def __init__(
-        self, model: Any, inputs_embeds: Any, attention_mask: Any, shared_prefix: int = 0, keep_hidden: bool = False
+        self,
+        model: Any,
+        inputs_embeds: Any,
+        attention_mask: Any,
+        prefix: PromptPrefix | None = None,
+        keep_hidden: bool = False,
     ) -> None:
+        import copy
+
         from transformers import DynamicCache
 
-        # keep_hidden: record the last token's final hidden state of every forward (`last_hidden`), for heads;
-        # it is the input of the output head, found once here
-        self.model, self.cache, self.last_hidden = model, DynamicCache(), None
-        self.output_head = model.get_output_embeddings() if keep_hidden else None
+        # keep_hidden: record the last token's final hidden state of every forward (`last_hidden`), for heads:
+        # the input of the output head, found once here (its pre-hook also stops forwards that want no logits)
+        self.model, self.last_hidden, self.keep_hidden = model, None, keep_hidden
+        self.output_head = model.get_output_embeddings()
         if keep_hidden and self.output_head is None:
             raise ValueError(f"{type(model).__name__} has no output embeddings to read a label head's input from")
         mask = attention_mask.to(model.device)
-        if shared_prefix and inputs_embeds.shape[0] > 1:
-            inputs_embeds, mask = self._prefill_shared(inputs_embeds, mask, shared_prefix)
-            self.mask = torch_cat_ones(shared_prefix, mask)
+        if prefix is None:
+            self.cache, self.mask, skip = DynamicCache(), mask, 0
         else:
-            self.mask, shared_prefix = mask, 0
-        first = shared_prefix + (mask.cumsum(1) - 1).clamp(min=0)
-        self.positions = shared_prefix + mask.sum(1)  # next position of each row
-        # The prompt's logits are not needed (every block starts with the answer's own tokens): keep one row.
-        self._forward(inputs_embeds, first, keep=1)
+            self.cache = copy.deepcopy(prefix.cache)
+            self.cache.batch_repeat_interleave(inputs_embeds.shape[0])
+            inputs_embeds, mask = self._without_prefix(inputs_embeds, mask, prefix.length)
+            self.mask, skip = torch_cat_ones(prefix.length, mask), prefix.length
+        first = skip + (mask.cumsum(1) - 1).clamp(min=0)
+        self.positions = skip + mask.sum(1)  # next position of each row
+        # The prompt's logits are not needed (every block starts with the answer's own tokens).
+        self._forward(inputs_embeds, first, logits=False)
 
-    def _prefill_shared(self, inputs_embeds: Any, mask: Any, length: int) -> tuple[Any, Any]:
-        """Run the rows' common first `length` tokens once, copy their key/value cache to every row; return
-        the rest of each row, left-padded again, with its mask."""
+    @staticmethod
+    def _without_prefix(inputs_embeds: Any, mask: Any, length: int) -> tuple[Any, Any]:
+        """Each row less its first `length` real tokens, left-padded again, with its mask."""
         import torch
 
-        lengths = mask.sum(1).tolist()
+        lengths = [int(n) for n in mask.sum(1).tolist()]
         if length >= min(lengths):
-            raise ValueError(f"shared_prefix {length} leaves a row with no tokens of its own (shortest {min(lengths)})")
-        width = inputs_embeds.shape[1]
-        first = inputs_embeds[:1, width - int(lengths[0]) : width - int(lengths[0]) + length]
-        self.mask = torch.ones((1, length), dtype=mask.dtype, device=mask.device)
-        self._forward(first, torch.arange(length, device=mask.device)[None], keep=1)
-        self.cache.batch_repeat_interleave(len(lengths))
-        rest = max(lengths) - length
+            raise ValueError(f"a prefix of {length} tokens leaves a row with no tokens of its own (shortest "
+                             f"{min(lengths)})")  # fmt: skip
+        width, rest = inputs_embeds.shape[1], max(lengths) - length
         tails = inputs_embeds.new_zeros((len(lengths), rest, inputs_embeds.shape[2]))
         tail_mask = torch.zeros((len(lengths), rest), dtype=mask.dtype, device=mask.device)
-        for row, n in enumerate(int(n) for n in lengths):
+        for row, n in enumerate(lengths):
             tails[row, rest - (n - length) :] = inputs_embeds[row, width - n + length :]
             tail_mask[row, rest - (n - length) :] = 1
         return tails, tail_mask
 
-    def _forward(self, embeds: Any, positions: Any, keep: int = 0) -> Any:
+    def _forward(self, embeds: Any, positions: Any, logits: bool = True) -> Any:
+        """Run a block over the cache; log-probabilities at every position, or None when `logits` is False
+        (the forward then stops before the output head)."""
         import torch
 
-        def keep_last_hidden(_module: Any, args: tuple) -> None:
+        def at_output_head(_module: Any, args: tuple) -> None:
             # What the output head reads (the final, normed hidden state) at each row's last token: the
             # input of a trained label head too.
-            self.last_hidden = args[0][:, -1].float()
+            if self.keep_hidden:
+                self.last_hidden = args[0][:, -1].float()
+            if not logits:
+                raise _StopBeforeOutputHead
 
         head = self.output_head
-        hook = head.register_forward_pre_hook(keep_last_hidden) if head is not None else None
+        hook = head.register_forward_pre_hook(at_output_head) if head is not None else None
         try:
             with torch.inference_mode():
                 out = self.model(
@@ -289,15 +332,18 @@ class _GrowingBatch:
                     position_ids=positions,
                     cache=self.cache,
                     use_cache=True,
-                    logits_to_keep=keep,  # 0: all positions
+                    logits_to_keep=0 if logits else 1,  # 1: where no hook can stop the forward
                 )
+        except _StopBeforeOutputHead:
+            return None
         finally:
             if hook is not None:
                 hook.remove()
-        return out.logits.float().log_softmax(-1)
+        return out.logits.float().log_softmax(-1) if logits else None
 
-    def extend(self, rows: Sequence[Sequence[int]]) -> Any:
-        """Append one token list per row; log-probabilities (B, width, V), a row's last token last."""
+    def extend(self, rows: Sequence[Sequence[int]], logits: bool = True) -> Any:
+        """Append one token list per row; log-probabilities (B, width, V), a row's last token last (None when
+        `logits` is False: only the cache and `last_hidden` are wanted)."""
         import torch
 
         width = max(len(r) for r in rows)
@@ -311,7 +357,7 @@ class _GrowingBatch:
         self.positions = self.positions + block.sum(1)
         with torch.inference_mode():
             embeds = self.model.get_input_embeddings()(ids)
-        return self._forward(embeds, positions)
+        return self._forward(embeds, positions, logits)
 
     def state(self) -> tuple[int, Any]:
         return self.mask.shape[1], self.positions.clone()

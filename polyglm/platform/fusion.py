@@ -135,26 +135,44 @@ def build_batch(
 ) -> FusedBatch:
     """Pad and fuse several conversations. Training: pad right, label the last assistant turn only.
     Generation: pad left and end with the generation prompt."""
+    if not train:
+        return fuse_prompts(lm, [generation_prompt(lm.tokenizer, c) for c in conversations], placeholder_ids)
     tokenizer = lm.tokenizer
     rows, label_rows, all_media = [], [], []
     for conversation in conversations:
         rendered, media = render_messages(tokenizer, conversation)
         all_media.extend(media)
-        if train:
-            prompt = tokenize_chat(tokenizer, rendered[:-1], add_generation_prompt=True)
-            full = tokenize_chat(tokenizer, rendered, add_generation_prompt=False)
-            if full[: len(prompt)] != prompt:
-                raise FusionError("the chat template does not extend the prompt with the answer; cannot place labels")
-            rows.append(full)
-            label_rows.append([IGNORE_INDEX] * len(prompt) + full[len(prompt) :])
-        else:
-            rows.append(tokenize_chat(tokenizer, rendered, add_generation_prompt=True))
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    input_ids, attention_mask = _pad(rows, pad_id, left=not train)
-    labels = _pad(label_rows, IGNORE_INDEX, left=False)[0] if train else None
+        prompt = tokenize_chat(tokenizer, rendered[:-1], add_generation_prompt=True)
+        full = tokenize_chat(tokenizer, rendered, add_generation_prompt=False)
+        if full[: len(prompt)] != prompt:
+            raise FusionError("the chat template does not extend the prompt with the answer; cannot place labels")
+        rows.append(full)
+        label_rows.append([IGNORE_INDEX] * len(prompt) + full[len(prompt) :])
+    input_ids, attention_mask = _pad(rows, _pad_id(tokenizer), left=False)
+    labels = _pad(label_rows, IGNORE_INDEX, left=False)[0]
+    return FusedBatch(input_ids, attention_mask, _fused(lm, input_ids, all_media, placeholder_ids), labels)
+
+
+def generation_prompt(tokenizer: Any, conversation: Sequence[dict]) -> tuple[list[int], list]:
+    """A conversation's token ids up to the generation prompt (placeholder ids where media go), and its media."""
+    rendered, media = render_messages(tokenizer, conversation)
+    return tokenize_chat(tokenizer, rendered, add_generation_prompt=True), media
+
+
+def fuse_prompts(lm: Any, prompts: Sequence[tuple[list[int], list]], placeholder_ids: dict) -> FusedBatch:
+    """Left-pad generation prompts (`generation_prompt`'s results) into one batch and fuse their media in."""
+    input_ids, attention_mask = _pad([ids for ids, _ in prompts], _pad_id(lm.tokenizer), left=True)
+    media = [item for _, found in prompts for item in found]
+    return FusedBatch(input_ids, attention_mask, _fused(lm, input_ids, media, placeholder_ids), None)
+
+
+def _pad_id(tokenizer: Any) -> int:
+    return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+
+
+def _fused(lm: Any, input_ids: torch.Tensor, media: Sequence, placeholder_ids: dict) -> torch.Tensor:
     embedding = lm.model.get_input_embeddings()
-    inputs_embeds = fuse(embedding, input_ids.to(embedding.weight.device), all_media, placeholder_ids)
-    return FusedBatch(input_ids, attention_mask, inputs_embeds, labels)
+    return fuse(embedding, input_ids.to(embedding.weight.device), media, placeholder_ids)
 
 
 def _pad(rows: Sequence[Sequence[int]], value: int, left: bool) -> tuple[torch.Tensor, torch.Tensor]:

@@ -160,6 +160,26 @@ def test_a_head_scores_its_set_from_the_hidden_state_where_the_label_begins(tiny
             assert result["level"] == unheaded[row]["level"]
 
 
+def test_sets_scored_by_heads_never_run_the_output_head(tiny_platform):
+    """Where every set has a head, no forward pass projects onto the vocabulary (the largest matmul of a
+    small LM, and a log-softmax over it): each stops at the output head's input."""
+    from polyglm.platform.engine import choose_labels_batch
+    from polyglm.platform.fusion import build_batch
+
+    lm = tiny_platform.lm
+    batch = build_batch(lm, [[{"role": "user", "content": t}] for t in ("short", "a longer message")], {})
+    projections = []
+    hook = lm.model.get_output_embeddings().register_forward_hook(lambda *args: projections.append(1))
+    try:
+        choose_labels_batch(lm.model, lm.tokenizer, batch.inputs_embeds, batch.attention_mask, {"mood": LABELS},
+                            heads={"mood": lambda hidden: hidden[:, : len(LABELS)]})  # fmt: skip
+        assert projections == []
+        choose_labels_batch(lm.model, lm.tokenizer, batch.inputs_embeds, batch.attention_mask, {"mood": LABELS})
+        assert projections  # label words are read from the logits
+    finally:
+        hook.remove()
+
+
 def test_media_reach_the_lm_through_the_adapter_and_as_evidence(media_platform, tmp_path):
     item = LabelInput(text="look", images=(sign("CLOSED MONDAY"),), audio=(spoken(tmp_path, "hello there"),))
     read = read_item(media_platform, item)
@@ -199,25 +219,40 @@ def test_an_item_with_nothing_to_label_is_refused(tiny_platform):
         score_labels(tiny_platform, [LabelInput(text="fine")], ["a", "a"], INSTRUCTION)
 
 
-def test_the_shared_instruction_runs_once_per_batch(media_platform, monkeypatch):
+def test_the_shared_instruction_runs_once_for_all_batches(media_platform, monkeypatch):
+    """The instruction every prompt of a group begins with runs once, whatever the number of batches; media
+    prompts (another group: the stage-2 LoRA is on) get their own; batches hold prompts of similar length."""
     from polyglm.pipelines import label_scoring
 
-    seen = []
-    real = label_scoring.choose_labels_batch
+    prefills, batches = [], []
+    real_prefill, real_choose = label_scoring.prefill_prefix, label_scoring.choose_labels_batch
 
-    def spy(*args, shared_prefix=0, **kwargs):
-        seen.append((args[2].shape[0], shared_prefix))
-        return real(*args, shared_prefix=shared_prefix, **kwargs)
+    def prefill(model, embeds):
+        prefills.append(embeds.shape[1])
+        return real_prefill(model, embeds)
 
-    monkeypatch.setattr(label_scoring, "choose_labels_batch", spy)
-    items = [LabelInput(text="Great food."), LabelInput(text="Late again."),
-             LabelInput(text="see", images=(sign("X"),))]  # fmt: skip
-    score_labels(media_platform, items, LABELS, INSTRUCTION, batch_size=4)
-    by_rows = dict(seen)
-    assert by_rows[2] >= label_scoring.MIN_SHARED_PREFIX  # the two text posts share the instruction's tokens
-    assert by_rows[1] == 0  # a batch of one has nothing to share
-    # the prefix stops before a media placeholder: features differ per row
-    ids = torch.tensor([[5, 6, 7, 99, 8], [5, 6, 7, 99, 9]])
-    assert label_scoring.shared_prefix(ids, torch.ones_like(ids), {99}) == 0  # 3 tokens: not worth it
-    long = torch.tensor([[*range(1, 21), 99, 1], [*range(1, 21), 99, 2]])
-    assert label_scoring.shared_prefix(long, torch.ones_like(long), {99}) == 20
+    def choose(*args, prefix=None, **kwargs):
+        batches.append((args[3].sum(1).tolist(), prefix.length if prefix else 0))
+        return real_choose(*args, prefix=prefix, **kwargs)
+
+    monkeypatch.setattr(label_scoring, "prefill_prefix", prefill)
+    monkeypatch.setattr(label_scoring, "choose_labels_batch", choose)
+    items = [LabelInput(text="Great food."), LabelInput(text="Late again, and the soup was cold when it came."),
+             LabelInput(text="Fine."), LabelInput(text="The waiter was kind but the bill was wrong twice."),
+             LabelInput(text="see", images=(sign("X"),)), LabelInput(text="look", images=(sign("Y"),))]  # fmt: skip
+    score_labels(media_platform, items, LABELS, INSTRUCTION, batch_size=2)
+    assert len(prefills) == 2 and min(prefills) >= label_scoring.MIN_SHARED_PREFIX  # text group, media group
+    text_batches = batches[:2]
+    assert [length for _, length in text_batches] == [prefills[0]] * 2  # one prefix for both text batches
+    longest, shortest = (sorted(lengths) for lengths, _ in text_batches)
+    assert min(longest) >= max(shortest)  # the two long posts share a batch, the two short ones the other
+
+
+def test_the_shared_prefix_stops_before_media_and_leaves_each_row_a_token():
+    from polyglm.pipelines import label_scoring
+
+    assert label_scoring.shared_prefix([[5, 6, 7, 99, 8], [5, 6, 7, 99, 9]], {99}) == 0  # 3 tokens: not worth it
+    long = [*range(1, 21), 99]
+    assert label_scoring.shared_prefix([[*long, 1], [*long, 2]], {99}) == 20  # features differ per row
+    assert label_scoring.shared_prefix([[*range(1, 31)], [*range(1, 31)]], set()) == 29  # one token each
+    assert label_scoring.shared_prefix([[*range(1, 31)]], set()) == 0  # one prompt: nothing to share
