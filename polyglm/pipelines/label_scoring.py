@@ -67,10 +67,12 @@ def score_conversations(
     label_sets: Mapping[str, Sequence[str]],
     batch_size: int = 8,
     heads: Mapping[str, Callable[[Any], Any]] | None = None,
+    media_heads: Mapping[str, Callable[[Any], Any]] | None = None,
 ) -> list[dict[str, dict[str, Any]]]:
     """Label scores after each conversation (ending with the user's turn, whose content may hold media
     features): per conversation, set -> {"label", "probabilities", "scores"} (see choose_labels_batch;
-    `heads`: trained classifiers that score a set from the LM's hidden state instead of its label words)."""
+    `heads`: trained classifiers that score a set from the LM's hidden state instead of its label words;
+    `media_heads`: the same for prompts with media features, when they differ)."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     results: list[dict | None] = [None] * len(conversations)
@@ -79,7 +81,8 @@ def score_conversations(
     for group, media in ((text_only, False), (with_media, True)):
         if not group:
             continue
-        scored = _score_group(platform, [conversations[i] for i in group], label_sets, media, heads, batch_size)
+        chosen = (media_heads or heads) if media else heads
+        scored = _score_group(platform, [conversations[i] for i in group], label_sets, media, chosen, batch_size)
         for index, result in zip(group, scored, strict=True):
             results[index] = result
     return results  # type: ignore[return-value]

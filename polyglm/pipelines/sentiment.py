@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from polyglm.pipelines.attachments import ReadAttachments, adapter_modalities, has_media
+from polyglm.pipelines.attachments import ReadAttachments, adapter_modalities
 from polyglm.pipelines.chat import language_of
 from polyglm.pipelines.label_scoring import answer_format, item_conversation, read_item, score_conversations
 from polyglm.pipelines.sentiment_fusion import Fusion, fuse, load_fusion
@@ -268,23 +268,12 @@ def text_scores(platform: Platform, texts: Sequence[str], batch_size: int = 8) -
     return [row[ANSWER]["scores"] for row in score_sentiment(platform, conversations, batch_size)]
 
 
-def score_sentiment(
-    platform: Platform, conversations: Sequence[list[dict]], batch_size: int, modalities: Sequence[str] = ()
-) -> list[dict]:
-    """score_conversations for the sentiment set, by the profile's head for each prompt's kind (text only, with
-    a picture's features, with a voice note's: `modalities[i]` is what conversation i carries, text when not
-    given) or by the label words."""
+def score_sentiment(platform: Platform, conversations: Sequence[list[dict]], batch_size: int) -> list[dict]:
+    """score_conversations for the sentiment set, by the profile's heads (one for text-only prompts, one for
+    prompts with media features) or by the label words."""
     scorer = sentiment_scorer(platform)
-    kinds = [m if has_media(c) else "text" for c, m in zip(conversations, modalities or ["text"] * len(conversations),
-                                                             strict=True)]  # fmt: skip
-    results: list[dict | None] = [None] * len(conversations)
-    for kind in dict.fromkeys(kinds):
-        index = [i for i, k in enumerate(kinds) if k == kind]
-        scored = score_conversations(platform, [conversations[i] for i in index], {ANSWER: LABELS}, batch_size,
-                                     scorer.heads(kind))  # fmt: skip
-        for i, result in zip(index, scored, strict=True):
-            results[i] = result
-    return results  # type: ignore[return-value]
+    heads = scorer.heads("text"), scorer.heads("image")
+    return score_conversations(platform, conversations, {ANSWER: LABELS}, batch_size, *heads)
 
 
 def analyse(
@@ -312,7 +301,7 @@ def analyse_batch(
     fusion = platform.cached(
         "sentiment_fusion", lambda: load_fusion(platform.profile.name, scorer.sha256, calibration.temperature)
     )
-    prepared, conversations, carrying = [], [], []
+    prepared, conversations = [], []
     for item, read in zip(items, reads, strict=True):
         present, empty, notes = carried(platform, item, read)
         if not present:
@@ -323,9 +312,8 @@ def analyse_batch(
             rows[modality] = len(conversations)
             text = item.text if modality == "text" else ""
             conversations.append(sentiment_conversation(text, keep_only(read, {modality}), lang))
-            carrying.append(modality)
         prepared.append((item, read, present, empty, notes + read.notes, lang, rows))
-    scored = score_sentiment(platform, conversations, batch_size, carrying)
+    scored = score_sentiment(platform, conversations, batch_size)
     results = []
     for item, read, present, empty, notes, lang, rows in prepared:
         alone = {m: calibrated(scored[row][ANSWER]["scores"], calibration.temperature) for m, row in rows.items()}

