@@ -175,25 +175,32 @@ def choose_labels_batch(
     """
 
     heads = heads or {}
-    rows = _GrowingBatch(model, inputs_embeds, attention_mask, prefix, keep_hidden=bool(heads))
     size = inputs_embeds.shape[0]
 
     def encode(text: str) -> list[int]:
         return tokenizer.encode(text, add_special_tokens=False)
 
+    # The first set's opening ('{"set": "') is the same for every row: it runs with the prompts, in one forward.
+    names = list(label_sets)
+    opening = [*encode('{"'), *encode(f'{names[0]}": "')] if names else []
+    rows = _GrowingBatch(model, inputs_embeds, attention_mask, prefix, keep_hidden=bool(heads), tail=opening,
+                         tail_logits=bool(names) and names[0] not in heads)  # fmt: skip
     chosen: list[dict[str, dict[str, Any]]] = [{} for _ in range(size)]
-    pending = [encode('{"')] * size
+    pending: list[list[int]] | None = None  # each row's answer so far, after the first set
     for name, labels in label_sets.items():
-        opening = [[*p, *encode(f'{name}": "')] for p in pending]
+        if pending is None:
+            last = rows.tail_logprobs
+        else:
+            block = rows.extend([[*p, *encode(f'{name}": "')] for p in pending], logits=name not in heads)
+            last = None if block is None else block[:, -1]
         if name in heads:
-            rows.extend(opening, logits=False)
             scores = heads[name](rows.last_hidden).float().cpu()
             if scores.shape != (size, len(labels)):
                 raise ValueError(
                     f"the head of {name!r} gave scores of shape {tuple(scores.shape)}, not {(size, len(labels))}"
                 )
         else:
-            scores = _label_word_scores(rows, rows.extend(opening)[:, -1], labels, encode)
+            scores = _label_word_scores(rows, last, labels, encode)
         probabilities = scores.softmax(-1)
         for row in range(size):
             best = labels[int(scores[row].argmax())]
@@ -202,7 +209,7 @@ def choose_labels_batch(
                 "probabilities": dict(zip(labels, probabilities[row].tolist(), strict=True)),
                 "scores": dict(zip(labels, scores[row].tolist(), strict=True)),
             }
-        pending = [encode(f'{chosen[row][name]["label"]}", "') for row in range(size)]
+        pending = [encode(f'{chosen[row][name]["label"]}", "') for row in range(size)]  # the next set follows
     return chosen
 
 
@@ -268,9 +275,12 @@ class _GrowingBatch:
         attention_mask: Any,
         prefix: PromptPrefix | None = None,
         keep_hidden: bool = False,
+        tail: Sequence[int] = (),
+        tail_logits: bool = False,
     ) -> None:
         import copy
 
+        import torch
         from transformers import DynamicCache
 
         # keep_hidden: record the last token's final hidden state of every forward (`last_hidden`), for heads:
@@ -287,10 +297,19 @@ class _GrowingBatch:
             self.cache.batch_repeat_interleave(inputs_embeds.shape[0])
             inputs_embeds, mask = self._without_prefix(inputs_embeds, mask, prefix.length)
             self.mask, skip = torch_cat_ones(prefix.length, mask), prefix.length
+        if tail:  # token ids every row continues with (rows are left-padded: they all end at the last column)
+            with torch.inference_mode():
+                ids = torch.tensor([list(tail)], device=model.device)
+                embedded = model.get_input_embeddings()(ids).to(inputs_embeds.dtype).to(inputs_embeds.device)
+            inputs_embeds = torch.cat([inputs_embeds, embedded.expand(inputs_embeds.shape[0], -1, -1)], 1)
+            mask = torch.cat([mask, torch.ones((mask.shape[0], len(tail)), dtype=mask.dtype, device=mask.device)], 1)
+            self.mask = torch.cat([self.mask, mask[:, -len(tail) :]], 1)
         first = skip + (mask.cumsum(1) - 1).clamp(min=0)
         self.positions = skip + mask.sum(1)  # next position of each row
-        # The prompt's logits are not needed (every block starts with the answer's own tokens).
-        self._forward(inputs_embeds, first, logits=False)
+        # Log-probabilities after the last token (B, V) when `tail_logits`; the prompt's own are never read.
+        self.tail_logprobs = self._forward(inputs_embeds, first, logits=tail_logits, last_only=True)
+        if self.tail_logprobs is not None:
+            self.tail_logprobs = self.tail_logprobs[:, -1]
 
     @staticmethod
     def _without_prefix(inputs_embeds: Any, mask: Any, length: int) -> tuple[Any, Any]:
@@ -309,9 +328,9 @@ class _GrowingBatch:
             tail_mask[row, rest - (n - length) :] = 1
         return tails, tail_mask
 
-    def _forward(self, embeds: Any, positions: Any, logits: bool = True) -> Any:
-        """Run a block over the cache; log-probabilities at every position, or None when `logits` is False
-        (the forward then stops before the output head)."""
+    def _forward(self, embeds: Any, positions: Any, logits: bool = True, last_only: bool = False) -> Any:
+        """Run a block over the cache; log-probabilities at every position (the last one: `last_only`), or
+        None when `logits` is False (the forward then stops before the output head)."""
         import torch
 
         def at_output_head(_module: Any, args: tuple) -> None:
@@ -332,7 +351,7 @@ class _GrowingBatch:
                     position_ids=positions,
                     cache=self.cache,
                     use_cache=True,
-                    logits_to_keep=0 if logits else 1,  # 1: where no hook can stop the forward
+                    logits_to_keep=0 if logits and not last_only else 1,  # 1 also where no hook can stop it
                 )
         except _StopBeforeOutputHead:
             return None

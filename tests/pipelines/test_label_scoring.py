@@ -160,24 +160,26 @@ def test_a_head_scores_its_set_from_the_hidden_state_where_the_label_begins(tiny
             assert result["level"] == unheaded[row]["level"]
 
 
-def test_sets_scored_by_heads_never_run_the_output_head(tiny_platform):
-    """Where every set has a head, no forward pass projects onto the vocabulary (the largest matmul of a
-    small LM, and a log-softmax over it): each stops at the output head's input."""
+def test_a_set_scored_by_a_head_costs_one_forward_that_never_runs_the_output_head(tiny_platform):
+    """The prompts and the answer's opening run in one forward pass, and where every set has a head it never
+    projects onto the vocabulary (the largest matmul of a small LM, and a log-softmax over it)."""
     from polyglm.platform.engine import choose_labels_batch
     from polyglm.platform.fusion import build_batch
 
     lm = tiny_platform.lm
     batch = build_batch(lm, [[{"role": "user", "content": t}] for t in ("short", "a longer message")], {})
-    projections = []
-    hook = lm.model.get_output_embeddings().register_forward_hook(lambda *args: projections.append(1))
+    forwards, projections = [], []
+    hooks = [lm.model.register_forward_pre_hook(lambda *args: forwards.append(1)),
+             lm.model.get_output_embeddings().register_forward_hook(lambda *args: projections.append(1))]  # fmt: skip
     try:
         choose_labels_batch(lm.model, lm.tokenizer, batch.inputs_embeds, batch.attention_mask, {"mood": LABELS},
                             heads={"mood": lambda hidden: hidden[:, : len(LABELS)]})  # fmt: skip
-        assert projections == []
+        assert len(forwards) == 1 and projections == []
         choose_labels_batch(lm.model, lm.tokenizer, batch.inputs_embeds, batch.attention_mask, {"mood": LABELS})
         assert projections  # label words are read from the logits
     finally:
-        hook.remove()
+        for hook in hooks:
+            hook.remove()
 
 
 def test_media_reach_the_lm_through_the_adapter_and_as_evidence(media_platform, tmp_path):
