@@ -32,8 +32,9 @@ from polyglm.pipelines.label_scoring import answer_format, item_conversation, re
 from polyglm.pipelines.sentiment_fusion import Fusion, fuse, load_fusion
 from polyglm.platform.errors import InputError
 from polyglm.platform.loader import Platform
+from polyglm.scenarios.schema import LABEL_SCORERS
 
-LABELS = ("negative", "neutral", "positive")
+LABELS = LABEL_SCORERS["sentiment"]  # negative, neutral, positive: what a pack's `label_scorers:` may hand here
 ANSWER = "sentiment"  # the scored answer is {"sentiment": "<label>"}
 MODALITIES = ("text", "image", "audio")
 MAX_TEXT_CHARS = 8_000  # longer texts are refused with the limit and the fix, not silently cut

@@ -101,7 +101,7 @@ class SafetyConfig:
 # Trained scorers a pack may name for a label set (`label_scorers:` in scenario.yaml), with the labels each
 # gives; the set must hold exactly these labels. Implemented in polyglm.pipelines.scenario_chat.SCORERS.
 LABEL_SCORERS: Mapping[str, tuple[str, ...]] = MappingProxyType(
-    {"sentiment": ("negative", "neutral", "positive")}  # pipelines/sentiment.py: the trained head, fused modalities
+    {"sentiment": ("negative", "neutral", "positive")}  # pipelines/sentiment.py (its LABELS): head, fused modalities
 )
 
 
