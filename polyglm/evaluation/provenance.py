@@ -42,10 +42,13 @@ def adapter_digests(profile_name: str) -> dict[str, str]:
     return digests | ({"shipped": folder_digest(shipped)} if shipped.is_dir() else {})
 
 
-def folder_digest(folder: Path) -> str:
-    """sha256 over every file under `folder` (relative path and content; Python's bytecode caches left out)."""
+def folder_digest(folder: Path, ignore: tuple[str, ...] = ()) -> str:
+    """sha256 over every file under `folder` (relative path and content; Python's bytecode caches and the
+    relative paths in `ignore` left out)."""
     digest = hashlib.sha256()
     for path in sorted(p for p in folder.rglob("*") if p.is_file() and "__pycache__" not in p.parts):
+        if path.relative_to(folder).as_posix() in ignore:
+            continue
         digest.update(f"{path.relative_to(folder).as_posix()}\0".encode())
         digest.update(hashlib.sha256(path.read_bytes()).digest())
     return digest.hexdigest()
@@ -78,7 +81,8 @@ def identity(options: Any, task: Task, manifest: Manifest) -> dict[str, Any]:
         "profile": options.profile,
         "adapters": adapter_digests(options.profile),
         # a scenario task also runs on its pack's prompt, knowledge base, tools, labelled posts and scorers
-        "pack": folder_digest(task_pack(task).root) if task.pack else None,
+        # (not on the README that describes the pack)
+        "pack": folder_digest(task_pack(task).root, ignore=("README.md",)) if task.pack else None,
         "seed": options.seed,
     }
 

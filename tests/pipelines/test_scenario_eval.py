@@ -152,6 +152,9 @@ def test_a_run_does_not_resume_over_a_changed_pack(tiny_platform, tmp_path):
     packs = _pack_copy(tmp_path, "social_sentiment", [item])
     options = EvalOptions(scenario="social_sentiment", profile="tiny", out=tmp_path / "run", packs_dir=packs)
     evaluate_scenario(options, platform=tiny_platform, progress=False)
+    readme = packs / "social_sentiment" / "README.md"
+    readme.write_text(readme.read_text(encoding="utf-8") + "\nA note for readers.\n", encoding="utf-8")
+    assert evaluate_scenario(options, platform=tiny_platform, progress=False)["items"] == 1  # prose: resumes
     guideline = sorted((packs / "social_sentiment" / "kb").glob("*.md"))[0]
     guideline.write_text(guideline.read_text(encoding="utf-8") + "\nSarcasm counts as negative.\n", encoding="utf-8")
     with pytest.raises(InputError, match="holds a run of another pack"):
