@@ -258,3 +258,19 @@ def test_the_shared_prefix_stops_before_media_and_leaves_each_row_a_token():
     assert label_scoring.shared_prefix([[*long, 1], [*long, 2]], {99}) == 20  # features differ per row
     assert label_scoring.shared_prefix([[*range(1, 31)], [*range(1, 31)]], set()) == 29  # one token each
     assert label_scoring.shared_prefix([[*range(1, 31)]], set()) == 0  # one prompt: nothing to share
+
+
+@pytest.mark.slow
+def test_a_short_post_scores_the_same_beside_one_longer_than_the_sliding_window(offline_platform):
+    """Gemma's sliding-window layers measure distance in columns. A batch starting from the shared prefix
+    pads between the prefix and each row's own tokens, so beside a post that takes the batch past the
+    window a short post would lose prefix tokens it sees alone; such a batch runs its prompts whole."""
+    from polyglm.pipelines.attachments import ReadAttachments
+    from polyglm.pipelines.sentiment import score_sentiment, sentiment_conversation
+
+    long = " ".join(["The waiter was kind but the bill was wrong again and again."] * 29)  # ~340 tokens
+    conversations = [sentiment_conversation(t, ReadAttachments(), "en") for t in ("Great food.", long, "Fine.")]
+    together = score_sentiment(offline_platform, conversations, 8)
+    for result, conversation in zip(together, conversations, strict=True):
+        [alone] = score_sentiment(offline_platform, [conversation], 8)
+        assert result["sentiment"]["scores"] == pytest.approx(alone["sentiment"]["scores"], abs=1e-3)
