@@ -132,8 +132,9 @@ def main(argv: list[str] | None = None) -> int:
         return lm.tokenizer.encode(text, add_special_tokens=False)
 
     opening = len(encode('{"')) + len(encode(f'{ANSWER}": "'))
-    label_words = 0 if sentiment_scorer(platform).sha256 else sum(len(encode(f'{x}"')) - 1 for x in LABELS)
-    logits_read = 0 if sentiment_scorer(platform).sha256 else opening + label_words
+    headed = sentiment_scorer(platform).sha256 is not None
+    label_words = 0 if headed else sum(len(encode(f'{x}"')) - 1 for x in LABELS)
+    logits_read = 0 if headed else opening + label_words
     prompts = [generation_prompt(lm.tokenizer, c)[0] for c in conversations]
     prefix = shared_prefix(prompts, set())
     tokens = [len(p) for p in prompts]

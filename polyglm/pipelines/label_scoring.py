@@ -114,25 +114,18 @@ def _score_group(
             with torch.inference_mode():  # the prefix is text: its embeddings are the tokens' own
                 embeds = lm.model.get_input_embeddings()(torch.tensor([prompts[0][0][:length]], device=lm.model.device))
             prefix = prefill_prefix(lm.model, embeds)
-        window = getattr(lm.model.config.get_text_config(), "sliding_window", None)
         for start in range(0, len(order), batch_size):
             chunk = order[start : start + batch_size]
             with torch.inference_mode():
                 batch = fuse_prompts(lm, [prompts[i] for i in chunk], placeholders)
-            # The padding of a batch that starts from the prefix lies between the prefix and each row's own
-            # tokens. Sliding-window layers measure distance in columns, so once the batch spans more than the
-            # window a padded row would lose prefix tokens it sees alone: such a batch runs its prompts whole.
-            spans = batch.input_ids.shape[1] + ANSWER_ROOM
-            fits = prefix is not None and (not window or spans <= window)
             scored = choose_labels_batch(lm.model, lm.tokenizer, batch.inputs_embeds, batch.attention_mask,
-                                         label_sets, prefix=prefix if fits else None, heads=heads)  # fmt: skip
+                                         label_sets, prefix=prefix, heads=heads)  # fmt: skip
             for index, result in zip(chunk, scored, strict=True):
                 results[index] = result
     return results  # type: ignore[return-value]
 
 
 MIN_SHARED_PREFIX = 16  # tokens; below this, running the prefix separately costs more than it saves
-ANSWER_ROOM = 64  # tokens the scored answer may add after a prompt (openings, chosen labels, label words)
 
 
 def shared_prefix(rows: Sequence[Sequence[int]], placeholders: set[int]) -> int:

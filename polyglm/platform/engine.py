@@ -168,7 +168,8 @@ def choose_labels_batch(
     label costs a forward pass over its own few tokens only. Position ids count real tokens only, so a
     row scores the same in any batch as alone. `prefix`: the key/value cache of the first real tokens
     every row begins with (an instruction and worked examples, no media; `prefill_prefix`), run once for
-    any number of batches; those tokens are skipped in each row. `heads`: set -> a trained classifier that
+    any number of batches; those tokens are skipped in each row (not where the batch would outgrow the
+    LM's sliding window: `_prefix_fits_window`). `heads`: set -> a trained classifier that
     maps the LM's last hidden state where the label begins (B, D) to one score per label (B, len(labels));
     such a set is scored by its head instead of the label tokens, and its forward pass stops before the
     output head (no vocabulary-wide logits are computed where none are read).
@@ -176,6 +177,8 @@ def choose_labels_batch(
 
     heads = heads or {}
     size = inputs_embeds.shape[0]
+    if prefix is not None and not _prefix_fits_window(model, inputs_embeds.shape[1]):
+        prefix = None
 
     def encode(text: str) -> list[int]:
         return tokenizer.encode(text, add_special_tokens=False)
@@ -231,6 +234,19 @@ def _label_word_scores(rows: _GrowingBatch, last: Any, labels: Sequence[str], en
             rows.restore(settled)
         scores[:, column] = total.cpu()
     return scores
+
+
+ANSWER_ROOM = 64  # tokens the scored answer may add after a prompt (openings, chosen labels, label words)
+
+
+def _prefix_fits_window(model: Any, width: int) -> bool:
+    """Whether a batch of prompts `width` columns wide (prefix included) may start from a shared prefix.
+
+    Its padding lies between the prefix and each row's own tokens, and sliding-window layers measure
+    distance in columns: once the batch and its answer span more than the window, a padded row would lose
+    prefix tokens it sees alone. Such a batch runs its prompts whole (its padding then comes first)."""
+    window = getattr(model.config.get_text_config(), "sliding_window", None)
+    return not window or width + ANSWER_ROOM <= window
 
 
 @dataclass(frozen=True)
