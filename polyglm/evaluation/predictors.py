@@ -68,6 +68,10 @@ class LabelsPredictor:
         return [label_record(row, probs, self.task) for row, probs in zip(rows, scored, strict=True)]
 
 
+def rounded(probabilities: dict[str, float]) -> dict[str, float]:
+    return {label: round(p, 6) for label, p in probabilities.items()}
+
+
 class SentimentPredictor:
     """The sentiment pipeline (calibrated negative / neutral / positive probabilities)."""
 
@@ -82,9 +86,12 @@ class SentimentPredictor:
         records = []
         for row, result in zip(rows, results, strict=True):
             record = label_record(row, dict(result.probabilities), self.task)
-            if len(result.by_modality) > 1:  # each modality's own calibrated scores: what the fusion is fitted on
-                record["modalities"] = {m: {label: round(p, 6) for label, p in probabilities.items()}
-                                        for m, probabilities in result.by_modality.items()}  # fmt: skip
+            # Each modality's own calibrated scores, and each view of a modality read two ways: what the fusion
+            # is fitted on (bench/sentiment_fusion.py).
+            if len(result.by_modality) > 1:
+                record["modalities"] = {m: rounded(p) for m, p in result.by_modality.items()}
+            if any(len(views) > 1 for views in result.by_view.values()):
+                record["views"] = {m: {v: rounded(p) for v, p in views.items()} for m, views in result.by_view.items()}
             records.append(record)
         return records
 

@@ -5,10 +5,12 @@ trained adapters -> fused features, plus OCR text and Whisper transcripts as fen
 attachments.py), and label_scoring.py scores the three labels after one prompt (no generated text to
 parse): by the profile's trained sentiment head on the LM's hidden state where the label begins
 (sentiment_head.py), or by the label words' own token scores where no head was trained for this LM.
-Each modality that carried something is scored in its own prompt, in the same batch; the probabilities
-are divided by a temperature fitted on validation data for the profile's LM and head (`calibration.json`
-beside the profile's adapters, checked against the LM's weights hash and the head's sha256) and combined
-by a weighted product fitted on validation posts (sentiment_fusion.py, `fusion.json`). The same product
+Each modality that carried something is scored in its own prompt, in the same batch; a picture or a voice
+note with words in it is also scored a second way, its OCR text or transcript read as a typed post by the
+text head (its reading view). The probabilities are divided by a temperature fitted on validation data
+for the profile's LM and head (`calibration.json` beside the profile's adapters, checked against the LM's
+weights hash and the head's sha256) and combined by weighted products fitted on validation posts, first a
+modality's views, then the modalities (sentiment_fusion.py, `fusion.json`). The same product
 over all but one modality gives the attribution (each alone, together, each left out). With a scenario
 pack (social_sentiment) the pack's own LM classify adds its intensity and emotion, and its guideline
 passage nearest to the post is returned as evidence; a pack that hands its polarity to this pipeline
@@ -29,7 +31,7 @@ from typing import Any
 from polyglm.pipelines.attachments import ReadAttachments, adapter_modalities
 from polyglm.pipelines.chat import language_of
 from polyglm.pipelines.label_scoring import answer_format, item_conversation, read_item, score_conversations
-from polyglm.pipelines.sentiment_fusion import Fusion, fuse, load_fusion
+from polyglm.pipelines.sentiment_fusion import Fusion, fuse, fuse_views, load_fusion
 from polyglm.platform.errors import InputError
 from polyglm.platform.loader import Platform
 from polyglm.scenarios.schema import LABEL_SCORERS
@@ -37,6 +39,11 @@ from polyglm.scenarios.schema import LABEL_SCORERS
 LABELS = LABEL_SCORERS["sentiment"]  # negative, neutral, positive: what a pack's `label_scorers:` may hand here
 ANSWER = "sentiment"  # the scored answer is {"sentiment": "<label>"}
 MODALITIES = ("text", "image", "audio")
+# A media modality's second view: the words read off its files, scored as a typed post (sentiment_fusion.py).
+READINGS = {"image": ("ocr", "ocr"), "audio": ("transcript", "transcripts")}  # -> (view, ReadAttachments field)
+# The media prompt carries the adapter features where the profile has an adapter for the modality.
+VIEW_NAMES = {"image": "image prompt", "ocr": "its OCR text as a post", "audio": "voice-note prompt",
+              "transcript": "its transcript as a post"}  # fmt: skip
 MAX_TEXT_CHARS = 8_000  # longer texts are refused with the limit and the fix, not silently cut
 INSTRUCTION = (
     "You are a sentiment classifier. Read the user's post (its text, and any attached image or voice note "
@@ -92,6 +99,7 @@ class SentimentResult:
     notes: tuple[str, ...] = ()  # what the reader should know (a modality the profile cannot read, ...)
     fusion: Fusion = field(default_factory=Fusion)  # the modality weights that combined several modalities
     by_modality: dict[str, dict[str, float]] = field(default_factory=dict)  # each modality alone, calibrated
+    by_view: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)  # modality -> view -> calibrated
 
     @property
     def intensity(self) -> str | None:
@@ -103,6 +111,21 @@ class SentimentResult:
 
     def as_dict(self) -> dict:
         return {**asdict(self), "intensity": self.intensity, "emotion": self.emotion}
+
+    def weights_used(self) -> str | None:
+        """The weights that combined several modalities or several views of one, and why; None if nothing was."""
+        if len(self.modalities) < 2 and all(len(views) < 2 for views in self.by_view.values()):
+            return None
+        return self.fusion.describe(self.modalities, self.by_view)
+
+    def views_read(self, modality: str) -> str:
+        """ "image prompt neutral, positive 0.412 · its OCR text as a post positive, positive 0.830": what each
+        view of a modality read more than one way said, and its probability of the chosen label."""
+        views = self.by_view.get(modality, {})
+        if len(views) < 2:
+            return ""
+        return " · ".join(f"{VIEW_NAMES.get(v, v)} {max(p, key=p.get)}, {self.label} {p[self.label]:.3f}"
+                          for v, p in views.items())  # fmt: skip
 
 
 # --------------------------------------------------------------------- calibration
@@ -245,6 +268,22 @@ def keep_only(read: ReadAttachments, keep: set[str]) -> ReadAttachments:
     )
 
 
+def words_read(read: ReadAttachments, modality: str) -> str:
+    """The words read off a media modality's files (OCR text, transcripts), one file per line."""
+    return "\n".join(t.strip() for t in getattr(read, READINGS[modality][1]) if t.strip())
+
+
+def view_conversations(item: SentimentInput, read: ReadAttachments, modality: str, lang: str) -> dict[str, list]:
+    """The prompts that read one modality: view name -> conversation. The modality's own view carries its
+    adapter features and fenced evidence; a picture or voice note with words in it adds its reading view."""
+    text = item.text if modality == "text" else ""
+    views = {modality: sentiment_conversation(text, keep_only(read, {modality}), lang)}
+    words = words_read(read, modality) if modality in READINGS else ""
+    if words:
+        views[READINGS[modality][0]] = sentiment_conversation(words, ReadAttachments(), lang)
+    return views
+
+
 def demonstration_turns() -> list[dict]:
     return [turn for text, label in DEMONSTRATIONS
             for turn in ({"role": "user", "content": text},
@@ -308,16 +347,23 @@ def analyse_batch(
         if not present:
             raise InputError(f"nothing to analyse: {'; '.join(empty.values())}; add text or a readable file")
         lang = language_of(f"{item.text}\n{read.text}")
-        rows = {}
-        for modality in present:  # one prompt per modality: the fusion combines them
-            rows[modality] = len(conversations)
-            text = item.text if modality == "text" else ""
-            conversations.append(sentiment_conversation(text, keep_only(read, {modality}), lang))
+        rows: dict[str, dict[str, int]] = {}  # modality -> view -> prompt: the fusion combines them
+        for modality in present:
+            views = view_conversations(item, read, modality, lang)
+            rows[modality] = {view: len(conversations) + i for i, view in enumerate(views)}
+            conversations += views.values()
         prepared.append((item, read, present, empty, notes + read.notes, lang, rows))
     scored = score_sentiment(platform, conversations, batch_size)
     results = []
     for item, read, present, empty, notes, lang, rows in prepared:
-        alone = {m: calibrated(scored[row][ANSWER]["scores"], calibration.temperature) for m, row in rows.items()}
+        answers = {m: {v: scored[row][ANSWER] for v, row in read_as.items()} for m, read_as in rows.items()}
+        temperature = calibration.temperature
+        by_view = {
+            m: {v: calibrated(a["scores"], temperature) for v, a in views.items()} for m, views in answers.items()
+        }
+        alone = {m: fuse_views(m, views, fusion) for m, views in by_view.items()}
+        raw = {m: fuse_views(m, {v: a["probabilities"] for v, a in views.items()}, fusion)
+               for m, views in answers.items()}  # fmt: skip
         together = fuse(alone, fusion)
         label = max(together, key=together.get)
         view = attribution_view(alone, together, fusion, label) if attribution else {}
@@ -327,10 +373,10 @@ def analyse_batch(
             pack_labels, evidence["guideline"] = pack_view(platform, scenario, item, read, lang, together)
         results.append(SentimentResult(
             label=label, probabilities=together,
-            raw_probabilities=fuse({m: scored[row][ANSWER]["probabilities"] for m, row in rows.items()}, fusion),
+            raw_probabilities=fuse(raw, fusion),
             calibration=calibration, scorer=scorer.status, modalities=tuple(present), empty=empty, attribution=view,
             evidence=evidence, scenario=scenario, pack_labels=pack_labels, notes=tuple(notes), fusion=fusion,
-            by_modality=alone,
+            by_modality=alone, by_view=by_view,
         ))  # fmt: skip
     return results
 

@@ -153,6 +153,22 @@ def test_with_adapters_an_image_without_text_is_still_read(media_platform, tmp_p
     result = analyse(media_platform, SentimentInput(images=(load_image(blank_png(tmp_path)),)))
     assert result.modalities == ("image",) and result.empty == {"text": "no text was given"}
     assert result.notes == ("image 1: no text in it (OCR found none); its adapter features are scored",)
+    assert set(result.by_view["image"]) == {"image"}  # no words: nothing to read as a typed post
+
+
+def test_a_picture_with_words_is_also_read_as_the_typed_post_of_its_words(media_platform):  # noqa: F811
+    from polyglm.pipelines.sentiment_fusion import weighted_product
+
+    result = analyse(media_platform, SentimentInput(images=(sign("WHAT A GREAT DAY"),)))
+    views = result.by_view["image"]
+    assert set(views) == {"image", "ocr"}
+    [words] = result.evidence["ocr"]
+    typed = analyse(media_platform, SentimentInput(text=words))
+    assert views["ocr"] == pytest.approx(typed.by_modality["text"])
+    assert views["image"] != pytest.approx(views["ocr"])  # the adapter prompt is another reading
+    # no fusion fitted for tiny: the two readings of one picture count half each, not as two pieces of evidence
+    assert result.by_modality["image"] == pytest.approx(weighted_product(views, {"image": 0.5, "ocr": 0.5}))
+    assert result.probabilities == pytest.approx(result.by_modality["image"])
 
 
 def test_the_pack_adds_intensity_emotion_and_its_guideline(tiny_platform):
@@ -179,6 +195,10 @@ def test_cli_prints_json_and_refuses_bad_input(tiny_platform, tmp_path, monkeypa
     assert printed["modalities"] == ["text", "image"]
     assert cli.main(["sentiment", "--profile", "tiny", "--text", "so happy"]) == 0
     assert capsys.readouterr().out.startswith(tuple(LABELS))
+    assert cli.main(["sentiment", "--profile", "tiny", "--image", str(photo)]) == 0
+    out = capsys.readouterr().out
+    assert "combined with weights image 1.00 [image 0.50, ocr 0.50] (equal weights" in out
+    assert "read as: image prompt " in out and " · its OCR text as a post " in out
     not_an_image = tmp_path / "notes.png"
     not_an_image.write_text("just words")
     for args, message in (

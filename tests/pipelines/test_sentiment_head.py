@@ -109,7 +109,9 @@ def test_prompts_with_media_features_are_scored_by_the_media_head(media_platform
         forget_the_scorer(media_platform)
     alone = result.attribution["alone"]
     assert max(alone["text"], key=alone["text"].get) == "neutral"  # no media features: the text head
-    assert max(alone["image"], key=alone["image"].get) == "positive"  # the card's features: the media head
+    views = result.by_view["image"]
+    assert max(views["image"], key=views["image"].get) == "positive"  # the card's features: the media head
+    assert max(views["ocr"], key=views["ocr"].get) == "neutral"  # its words read as a typed post: the text head
     # the post's label combines the two heads' views (sentiment_fusion.py), neither one alone
     together = fuse(alone, result.fusion)
     assert [result.probabilities[k] for k in LABELS] == pytest.approx([together[k] for k in LABELS])
