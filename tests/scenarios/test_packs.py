@@ -299,11 +299,7 @@ PROSE_ARGUMENTS = {"handoff_to_human": {"summary"}, "triage": {"symptoms"}}
 DEFAULTED = {("triage", "age_years"): "age not stated", ("triage", "duration_hours"): "duration not stated"}
 UNORDERED = {("drug_interactions", "drugs")}  # a set to the tool: the order they are named in does not matter
 # Items a planner is meant to handle but does not, yet. Each must still disagree: fix one, drop it here.
-KNOWN_PLANNER_GAPS = {
-    "edu-eval-009": "plan_answer_check does not read 'Is 20% of 250 equal to 50?' as a problem and an answer",
-    "edu-eval-029": "'4) skipped' reaches grade_quiz as 'skipped', the item says '' (both are graded wrong)",
-    "med-eval-006": "screen_red_flags reads '孩子 6 岁' (6 years) as 6 months, so age 0 where the item says 6",
-}
+KNOWN_PLANNER_GAPS: dict[str, str] = {}
 # Not must_escalate, yet escalated: questions about an emergency, where the escalation text is apt (README).
 APT_ESCALATIONS = {"med-eval-033", "med-eval-043", "med-eval-046", "med-eval-051", "med-eval-057"}
 

@@ -174,7 +174,9 @@ _AGE_PATTERNS = (
     re.compile(r"(\d{1,2}(?:\.\d)?)[\s-]*(day|week|month)s?[\s-]*old"),
     re.compile(r"aged?\s*(\d{1,2}(?:\.\d)?)\s*(day|week|month)s?"),
     re.compile(r"(\d{1,2})\s*(天|周|个多月|个月)\s*(?:大|的宝宝|的婴儿|的孩子|宝宝|婴儿)"),
-    re.compile(r"(?:宝宝|婴儿|孩子|月龄|出生)\s*(\d{1,2})\s*(天|周|个多月|个月)?"),
+    # "孩子 6 岁" is a six-year-old: after 宝宝/孩子/出生 the unit must be written; only 月龄 implies months.
+    re.compile(r"(?:宝宝|婴儿|孩子|出生)\s*(\d{1,2})\s*(天|周|个多月|个月)"),
+    re.compile(r"月龄\s*(\d{1,2})\s*(天|周|个多月|个月)?"),
 )
 
 

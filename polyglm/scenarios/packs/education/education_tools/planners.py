@@ -14,11 +14,12 @@ from .questions import TOPIC_ALIASES, TOPICS
 from .quizzes import QUIZ_ID
 
 # A maths span: numbers, x/y/z, operators, brackets; the words around it are the student's.
-_MATH_TOKEN = re.compile(r"\d+(?:\.\d+)?|[xyz]|[-+*/^()=÷×%]|\s+")
+# "of" joins a percentage to its base ("20% of 250"), as check_answer reads it.
+_MATH_TOKEN = re.compile(r"\d+(?:\.\d+)?|[xyz]|[-+*/^()=÷×%]|\bof\b|\s+")
 _ASSIGNMENT = re.compile(r"^[xyz]\s*=\s*-?\d+(?:[./]\d+)?$")
 _ANSWER_CUE = re.compile(
-    r"(?:i got|i wrote|i think it'?s|my answer is|is it|i have|i said|answer:|我得|我算出|我算的是|我算的|"
-    r"我写的是|我写|答案是|得到)\s*[:：]?\s*",
+    r"(?:i got|i wrote|i think it'?s|my answer is|is it|i have|i said|answer:|equal to|equals|我得|我算出|"
+    r"我算的是|我算的|我写的是|我写|答案是|得到)\s*[:：]?\s*",
     re.IGNORECASE,
 )
 _OPERAND_END, _OPERAND_START = re.compile(r"[\d xyz)]$"), re.compile(r"^[\dxyz(]")
@@ -32,6 +33,7 @@ _NUMBERED = re.compile(r"(?:^|\s)\d{1,2}\s*[).、]\s*(?!\d)")
 _STUDENT_CUE = re.compile(
     r"[.。,，;；]?\s*(?:(?:i'?m|i am|my name is|for)\s+|(?:我叫|我是)\s*)([^\s,.。，;；:：]{1,40})", re.IGNORECASE
 )
+_SKIPPED = re.compile(r"(?:skipped|skip|blank|left blank|no answer|not answered|跳过|没做|空着|空白|不会)$", re.I)
 _ZH_DIGITS = {"一": 1, "二": 2, "两": 2, "三": 3, "四": 4, "五": 5, "六": 6, "七": 7, "八": 8, "九": 9, "十": 10}
 
 
@@ -51,8 +53,9 @@ def _math_spans(text: str) -> list[tuple[int, str]]:
             current, start = token, match.start()
         position = match.end()
     spans.append((start, current))
-    cleaned = [(at, span.strip().rstrip(" \n.=,+-*/^÷×").lstrip(" .=,+*/^÷×")) for at, span in spans]
-    return [(at, span) for at, span in cleaned if re.search(r"\d", span) and re.search(r"[-+*/^=÷×xyz]", span)]
+    cleaned = [(at, re.sub(r"^of\b|\bof$", "", span.strip()).strip().rstrip(" \n.=,+-*/^÷×").lstrip(" .=,+*/^÷×"))
+               for at, span in spans]  # fmt: skip
+    return [(at, span) for at, span in cleaned if re.search(r"\d", span) and re.search(r"[-+*/^=÷×%xyz]", span)]
 
 
 def _answer_after_cue(message: str, spans: list[tuple[int, str]]) -> str | None:
@@ -130,10 +133,12 @@ def plan_quiz(message: str, lang: str) -> list[PlannedCall]:
 
 
 def _quiz_answers(text: str) -> list[str]:
-    """ "1) 5 cm 2) 125 cm" or "0.2 A、2 A、0.5 A" -> one answer per question, in order."""
+    """ "1) 5 cm 2) 125 cm" or "0.2 A、2 A、0.5 A" -> one answer per question, in order; a question the
+    student skipped ("4) skipped", "跳过") keeps its place with an empty answer."""
     text = text.strip(" :：").rstrip(" 。.")
     parts = _NUMBERED.split(text) if _NUMBERED.search(text) else re.split(r"\s*[、;；，]\s*", text)
-    return [part.strip(" ,，;；。.") for part in parts if part.strip(" ,，;；。.")] or [text]
+    answers = [part.strip(" ,，;；。.") for part in parts if part.strip(" ,，;；。.")] or [text]
+    return ["" if _SKIPPED.match(answer) else answer for answer in answers]
 
 
 @planner

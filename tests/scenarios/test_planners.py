@@ -1,0 +1,27 @@
+"""Pack planners on messages written the way people write them (beyond the packs' eval items, which
+test_packs.py runs through every planner)."""
+
+from __future__ import annotations
+
+
+def test_planners_read_ages_percentages_and_skipped_answers_as_people_write_them():
+    """Beyond the eval items: a child's age in years is not an infant's in months, a percentage of a number
+    and "is A equal to B?" are a problem and an answer, and a skipped quiz question keeps its place."""
+    from polyglm.scenarios.packs.education.education_tools.planners import plan_answer_check, plan_grading
+    from polyglm.scenarios.packs.medical.tools import screen_red_flags
+
+    def age(message: str) -> int:
+        return screen_red_flags(message, "zh")[0].arguments["age_years"]
+
+    assert age("孩子 6 岁，吃了花生后嘴唇肿了，还喘不过气。") == 6
+    assert age("孩子6个月，发烧39度") == age("月龄3，发烧38.5度") == age("宝宝 10 天，不吃奶，发烧") == 0
+
+    def check(message: str) -> dict | None:
+        planned = plan_answer_check(message, "en")
+        return planned[0].arguments if planned else None
+
+    assert check("Is 3/4 + 1/8 equal to 7/8?") == {"problem": "3/4 + 1/8", "answer": "7/8"}
+    assert check("20% of 250 = 50?") == {"problem": "20% of 250", "answer": "50"}
+    assert check("50% of the class passed, is that good?") is None
+    [graded] = plan_grading("Mark quiz quadratic_equations-medium-4-1 for Ann: 1) x = 2 2) skipped 3) 跳过", "en")
+    assert graded.arguments["answers"] == ["x = 2", "", ""]
