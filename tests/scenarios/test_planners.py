@@ -3,6 +3,8 @@ test_packs.py runs through every planner)."""
 
 from __future__ import annotations
 
+import json
+
 
 def test_planners_read_ages_percentages_and_skipped_answers_as_people_write_them():
     """Beyond the eval items: a child's age in years is not an infant's in months, a percentage of a number
@@ -25,3 +27,29 @@ def test_planners_read_ages_percentages_and_skipped_answers_as_people_write_them
     assert check("50% of the class passed, is that good?") is None
     [graded] = plan_grading("Mark quiz quadratic_equations-medium-4-1 for Ann: 1) x = 2 2) skipped 3) 跳过", "en")
     assert graded.arguments["answers"] == ["x = 2", "", ""]
+
+
+def test_social_sentiment_counts_labelled_posts_with_its_tools_and_labels_single_posts_itself():
+    from polyglm.scenarios.packs.social_sentiment.tools import plan_hashtags, plan_post_statistics
+
+    parsed = [{"id": "p1", "date": "2026-10-01", "text": "My daily swim, 按天打卡 #beach", "polarity": "positive"}]
+    posts = f"```json\n{json.dumps(parsed, ensure_ascii=False)}\n```"  # its text says "daily": data, not the question
+
+    def planned(message: str) -> list[tuple[str, dict]]:
+        return [(p.name, p.arguments) for p in plan_post_statistics(message, "en") + plan_hashtags(message, "en")]
+
+    assert planned(f"Summarise these posts:\n{posts}") == [("aggregate_sentiment", {"posts": parsed})]
+    assert planned(f"每天的情感走势，按天看：\n{posts}") == [("sentiment_trend", {"posts": parsed, "by": "day"})]
+    assert planned(f"Per topic, please:\n{posts}") == [("sentiment_trend", {"posts": parsed, "by": "hashtag"})]
+    assert planned("Which hashtags does this post use: Loving the sun #summer #beach") == [
+        ("extract_hashtags", {"text": "Loving the sun #summer #beach"})
+    ]
+    for single in (
+        "Label this post: exam week again #finals",
+        "What is a hashtag?",
+        "Which hashtags are trending?",
+        "这条帖子是什么情绪？#期末周#",
+        "Summarise:\n```json\n[1, 2]\n```",
+        "Summarise:\n```json\n[{broken\n```",
+    ):
+        assert planned(single) == [], single

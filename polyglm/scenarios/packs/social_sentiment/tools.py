@@ -8,13 +8,14 @@ a `ValueError` that names the post (by index and id) and the field.
 
 from __future__ import annotations
 
+import json
 import re
 from collections import Counter
 from collections.abc import Iterable
 from datetime import date, datetime
 from typing import Literal
 
-from polyglm.scenarios.tooling import tool
+from polyglm.scenarios.tooling import PlannedCall, planner, tool
 
 POLARITIES = ("positive", "neutral", "negative")  # same order as `labels.polarity` in scenario.yaml
 EMOTIONS = ("joy", "surprise", "anger", "sadness", "fear", "disgust", "neutral")  # `labels.emotion`
@@ -212,3 +213,58 @@ def extract_hashtags(text: str) -> dict:
         raise ValueError(f"text has {len(text)} characters; at most {MAX_TEXT_CHARS} (one post at a time)")
     tags = _hashtags(text)
     return {"hashtags": tags, "count": len(tags)}
+
+
+# ----------------------------------------------------------------------------- planners
+# Counting is the tools' job ("Do not invent numbers" in the pack's rules), and a small model may never
+# emit a call: a question over a fenced JSON list of labelled posts, or about one post's hashtags, is
+# recognised here and the tool runs before the model speaks.
+
+_JSON_LIST = re.compile(r"```(?:json)?\s*(\[.*?\])\s*```", re.DOTALL)
+_BY_DAY = re.compile(r"day[- ]by[- ]day|by day|per day|daily|each day|按天|每天|逐日|按日", re.IGNORECASE)
+_BY_HASHTAG = re.compile(r"hashtag|by topic|per topic|按话题|话题|标签", re.IGNORECASE)
+_HASHTAG_QUESTION = re.compile(
+    r"which hashtags|what hashtags|list (?:the |its )?hashtags|extract (?:the )?hashtags|"
+    r"哪些(?:话题)?标签|哪些话题|提取.{0,6}(?:话题|标签)",
+    re.IGNORECASE,
+)
+
+
+def _posts_in(message: str) -> list[dict] | None:
+    """The labelled posts of a fenced JSON list in the message (None when there is none, or it is no list
+    of objects)."""
+    fenced = _JSON_LIST.search(message)
+    if fenced is None:
+        return None
+    try:
+        posts = json.loads(fenced.group(1))
+    except ValueError:
+        return None
+    return posts if isinstance(posts, list) and posts and all(isinstance(p, dict) for p in posts) else None
+
+
+@planner
+def plan_post_statistics(message: str, lang: str) -> list[PlannedCall]:
+    """Labelled posts in a fenced JSON list: a trend by day or by hashtag when asked for one, otherwise the
+    summary (counts, shares, mean intensity, net sentiment)."""
+    posts = _posts_in(message)
+    if posts is None:
+        return []
+    question = _JSON_LIST.sub(" ", message)  # the words around the list, not the posts' own text
+    by = "day" if _BY_DAY.search(question) else "hashtag" if _BY_HASHTAG.search(question) else None
+    if by:
+        return [PlannedCall("sentiment_trend", {"posts": posts, "by": by}, f"labelled posts, a trend by {by}")]
+    return [PlannedCall("aggregate_sentiment", {"posts": posts}, "labelled posts to summarise")]
+
+
+@planner
+def plan_hashtags(message: str, lang: str) -> list[PlannedCall]:
+    """ "Which hashtags does this post use?" with the post on the lines below (or after a colon)."""
+    question, _, rest = message.strip().partition("\n")
+    if _JSON_LIST.search(message) or not _HASHTAG_QUESTION.search(question):
+        return []
+    after_colon = re.split(r"[:：]", question, maxsplit=1)[1:]  # "Which hashtags does this use: ..."
+    post = rest.strip() or (after_colon[0].strip() if after_colon else "")
+    if not post:
+        return []
+    return [PlannedCall("extract_hashtags", {"text": post}, "a post whose hashtags were asked for")]
