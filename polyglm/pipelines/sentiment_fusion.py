@@ -115,13 +115,13 @@ def fit_weights(items: Sequence[tuple[Mapping[str, Mapping[str, float]], str]]) 
     if len(keys) < 2 or any(sorted(probabilities) != keys for probabilities, _ in items):
         raise ValueError(f"fit_weights takes items that all carry the same two or more modalities, got {keys}")
     labels = list(items[0][0][keys[0]])
-    logs = torch.tensor(
+    logs = torch.tensor(  # (items, keys, labels)
         [
             [[math.log(max(probabilities[k][y], MIN_PROBABILITY)) for y in labels] for k in keys]
             for probabilities, _ in items
         ],
         dtype=torch.float64,
-    )  # fmt: skip  (items, keys, labels)
+    )
     target = torch.tensor([labels.index(label) for _, label in items])
     log_w = torch.zeros(len(keys), dtype=torch.float64, requires_grad=True)
     optimiser = torch.optim.LBFGS([log_w], lr=0.1, max_iter=200, line_search_fn="strong_wolfe")
