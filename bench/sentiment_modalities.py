@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -30,11 +29,10 @@ VIEWS = {"text": ("text",), "image": ("image",), "audio": ("audio",), "all": ("t
 
 
 def speak(text: str, path: Path) -> None:
-    # "cmn" reads Chinese as pinyin spelt out by the English voice ("ni three hao three"); this one speaks it.
+    from polyglm.pipelines.adapter_data import speak_to, voice_for
     from polyglm.pipelines.chat import language_of
 
-    voice = "cmn-latn-pinyin" if language_of(text) == "zh" else "en"
-    subprocess.run(["espeak-ng", "-v", voice, "-s", "165", "-w", str(path), text], check=True, capture_output=True)
+    speak_to(path, text, voice_for(language_of(text)), 165)
 
 
 SPLITS = {"test": "eval", "validation": "validation"}  # split -> the pack's posts of that part

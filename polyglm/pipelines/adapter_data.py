@@ -123,6 +123,12 @@ def speak_to(path: Path, text: str, voice: str, speed: int) -> None:
     subprocess.run(["espeak-ng", "-v", voice, "-s", str(speed), "-w", str(path), text], check=True, capture_output=True)
 
 
+def voice_for(lang: str) -> str:
+    """The espeak-ng voice that speaks `lang` (zh or en). Plain "cmn" reads Chinese as pinyin spelt out by
+    the English voice ("ni three hao three"); this one speaks it."""
+    return "cmn-latn-pinyin" if lang == "zh" else "en"
+
+
 def make_speech_items(out_dir: Path, count: int, seed: int) -> Iterator[Item]:
     rng = random.Random(seed + 1)
     for index, text in enumerate(tqdm(unique_sentences(count, seed), desc="speech clips", unit="clip")):

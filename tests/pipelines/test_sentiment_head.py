@@ -149,3 +149,13 @@ def test_the_shipped_offline_head_names_its_lm_and_data():
     assert manifest["labels"] == list(LABELS) and manifest["lm_id"] == "prepared:gemma-3-270m-polyglm"
     assert manifest["sha256"] == sentiment_head.file_hash(Path(folder / "head.safetensors"))
     assert manifest["command"].startswith("polyglm sentiment-head --profile offline")
+
+
+def test_the_cli_sets_only_the_options_given_and_leaves_the_rest_to_head_options(monkeypatch, capsys):
+    from polyglm import cli
+
+    seen = []
+    monkeypatch.setattr(sentiment_head, "train_sentiment_head", lambda options: seen.append(options) or {})
+    assert cli.main(["sentiment-head", "--profile", "tiny", "--epochs", "3", "--l2", "0.1", "0.2"]) == 0
+    assert cli.main(["sentiment-head", "--profile", "tiny"]) == 0
+    assert seen == [HeadOptions(profile="tiny", epochs=3, l2_grid=(0.1, 0.2)), HeadOptions(profile="tiny")]

@@ -145,12 +145,13 @@ def test_the_shipped_sentiment_head_judges_held_out_reviews(offline_platform):
 def test_a_mandarin_voice_note_is_transcribed_in_chinese(offline_platform, tmp_path):
     """Whisper's own detection heard this espeak-ng Mandarin as Thai (p 0.66; zh 0.13) and wrote Thai
     script; choosing among the profile's languages (zh, en) transcribes it in Chinese."""
+    from polyglm.pipelines.adapter_data import speak_to, voice_for
     from polyglm.pipelines.attachments import transcript
     from polyglm.platform.media import load_audio
 
     clip = tmp_path / "zh.wav"
     sentence = "本次入住提供的房间较为满意，服务耐心，特别是饭菜比较可口，不错。"
-    subprocess.run(["espeak-ng", "-v", "cmn-latn-pinyin", "-s", "165", "-w", str(clip), sentence], check=True)
+    speak_to(clip, sentence, voice_for("zh"), 165)
     text = transcript(offline_platform, load_audio(clip))
     assert sum("\u4e00" <= c <= "\u9fff" for c in text) >= 10, text
 
