@@ -66,7 +66,8 @@ def score_tables(items, fusion) -> dict[str, dict[str, float]]:
         right = sum(max(p, key=p.get) == g for p, g in zip(chosen, gold, strict=True))
         tables["accuracy"][name] = round(right / len(gold), 4)
         if ":" not in name:
-            loss = log_loss(gold, [[p[y] for y in LABELS] for p in chosen], labels=LABELS)
+            # records keep 6 decimals, so a single modality's row sums to 1 +- 1e-6: renormalised for sklearn
+            loss = log_loss(gold, [[p[y] / sum(p.values()) for y in LABELS] for p in chosen], labels=LABELS)
             tables["log_loss"][name] = round(float(loss), 4)
     return tables
 
