@@ -55,6 +55,10 @@ def test_text_an_image_and_a_voice_note_give_label_bars_attribution_and_evidence
     assert list(table["change without it"]) == [
         round(result.attribution["change_without"][m], 4) for m in result.modalities
     ]
+    # the picture was read two ways (its prompt, its OCR text as a post), and the page says how each read it
+    assert set(result.by_view["image"]) == {"image", "ocr"}
+    assert f"Images read as: {result.views_read('image')}" in [c.value for c in at.caption]
+    assert f"Combined with weights {result.weights_used()}" in [c.value for c in at.caption]
     # evidence: the OCR text under the image's name, the transcript under the voice note's
     ocr, transcripts = at.expander
     assert ocr.label == "Text in the images (OCR)" and ocr.markdown[0].value == "**sign.png**"
