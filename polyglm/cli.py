@@ -360,8 +360,8 @@ def cmd_sentiment(args: argparse.Namespace) -> int:
     if result.calibration.status != "fitted":
         print(f"  calibration: {result.calibration.status}")
     print(f"  modalities: {', '.join(result.modalities)}")
-    if result.weights_used():
-        print(f"  combined with weights {result.weights_used()}")
+    if weights := result.weights_used():
+        print(f"  combined with weights {weights}")
     for modality, why in result.empty.items():
         print(f"  {modality} carried nothing: {why}")
     for modality, probabilities in result.attribution.get("alone", {}).items():
@@ -369,8 +369,8 @@ def cmd_sentiment(args: argparse.Namespace) -> int:
         left_out = f"; left out: {result.label} {change:+.3f}" if change is not None else ""
         print(f"  {modality:5s} alone: {max(probabilities, key=probabilities.get)} "
               f"({result.label} {probabilities[result.label]:.3f}){left_out}")  # fmt: skip
-        if result.views_read(modality):
-            print(f"        read as: {result.views_read(modality)}")
+        if read_as := result.views_read(modality):
+            print(f"        read as: {read_as}")
     if result.scenario:
         print(f"  {result.scenario}: intensity {result.intensity}, emotion {result.emotion}")
     for name, texts in (("transcript", result.evidence["transcripts"]), ("image text", result.evidence["ocr"])):

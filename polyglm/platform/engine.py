@@ -318,8 +318,8 @@ class _GrowingBatch:
                 ids = torch.tensor([list(tail)], device=model.device)
                 embedded = model.get_input_embeddings()(ids).to(inputs_embeds.dtype).to(inputs_embeds.device)
             inputs_embeds = torch.cat([inputs_embeds, embedded.expand(inputs_embeds.shape[0], -1, -1)], 1)
-            mask = torch.cat([mask, torch.ones((mask.shape[0], len(tail)), dtype=mask.dtype, device=mask.device)], 1)
-            self.mask = torch.cat([self.mask, mask[:, -len(tail) :]], 1)
+            ones = torch.ones((mask.shape[0], len(tail)), dtype=mask.dtype, device=mask.device)
+            mask, self.mask = torch.cat([mask, ones], 1), torch.cat([self.mask, ones], 1)
         first = skip + (mask.cumsum(1) - 1).clamp(min=0)
         self.positions = skip + mask.sum(1)  # next position of each row
         # Log-probabilities after the last token (B, V) when `tail_logits`; the prompt's own are never read.

@@ -88,8 +88,8 @@ def _label(shown: Shown) -> None:
     else:
         st.caption(f"Uncalibrated: {calibration.status}")
     st.caption(f"Scored by: {result.scorer}")
-    if result.weights_used():
-        st.caption(f"Combined with weights {result.weights_used()}")
+    if weights := result.weights_used():
+        st.caption(f"Combined with weights {weights}")
     st.caption(f"Read from: {', '.join(MODALITY_NAMES.get(m, m) for m in result.modalities)}")
     for modality, why in result.empty.items():
         st.info(f"{MODALITY_NAMES.get(modality, modality).capitalize()} carried nothing: {why}", icon=":material/info:")
@@ -102,9 +102,9 @@ def _attribution(result: SentimentResult) -> None:
     if not view:
         return
     st.subheader("Per modality")
-    read_as = {m: result.views_read(m) for m in result.modalities if result.views_read(m)}
-    for modality, line in read_as.items():
-        st.caption(f"{MODALITY_NAMES.get(modality, modality).capitalize()} read as: {line}")
+    for modality in result.modalities:
+        if line := result.views_read(modality):
+            st.caption(f"{MODALITY_NAMES.get(modality, modality).capitalize()} read as: {line}")
     if len(result.modalities) < 2:
         st.caption(f"Only {MODALITY_NAMES.get(result.modalities[0], result.modalities[0])} carried something: "
                    "nothing to attribute.")  # fmt: skip
