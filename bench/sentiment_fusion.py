@@ -73,7 +73,7 @@ def score_tables(items, fusion) -> dict[str, dict[str, float]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from polyglm.pipelines.sentiment import load_calibration, sentiment_scorer
+    from polyglm.pipelines.sentiment import load_calibration, sentiment_ngram, sentiment_scorer
     from polyglm.pipelines.sentiment_fusion import Fusion, fit_fusion, fusion_path
     from polyglm.platform.loader import load_platform
 
@@ -99,11 +99,13 @@ def main(argv: list[str] | None = None) -> int:
     platform = load_platform(args.profile)
     scorer = sentiment_scorer(platform)
     calibration = load_calibration(platform, scorer.sha256)
+    ngram = sentiment_ngram(platform).model
     record = {
         "weights": fitted.weights,
         "views": fitted.views,
         "head": scorer.sha256,
         "temperature": calibration.temperature,
+        "ngram": ngram.sha256 if ngram else None,
         "fitted_on": f"{args.validation} ({len(items)} validation posts: views on each modality alone, "
         "then each combination of 2+ modalities)",
         "command": f"python bench/sentiment_fusion.py --profile {args.profile}",

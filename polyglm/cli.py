@@ -29,6 +29,8 @@ EXAMPLES = {  # `--help` shows one per command
     "then polyglm models prepare --profile offline merges it)",
     "sentiment-head": "example: polyglm sentiment-head --profile offline --per-class 1000   (writes "
     "polyglm/adapters/offline/sentiment/head; then refit: python bench/sentiment_calibrate.py --profile offline)",
+    "sentiment-ngram": "example: polyglm sentiment-ngram   (writes polyglm/adapters/sentiment-ngram; then refit the "
+    "fusion: python bench/sentiment_fusion.py --profile offline)",
 }
 STREAMLIT_APP = Path(__file__).resolve().parents[1] / "streamlit_app.py"
 
@@ -308,6 +310,16 @@ def cmd_lm_sft(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sentiment_ngram(args: argparse.Namespace) -> int:
+    from polyglm.pipelines.sentiment_ngram import NgramOptions, train_ngram
+
+    given = {"features": args.features, "c": args.c}
+    options = NgramOptions(out_dir=Path(args.out) if args.out else None,
+                           **{name: value for name, value in given.items() if value is not None})  # fmt: skip
+    print(json.dumps(train_ngram(options), ensure_ascii=False, indent=2))
+    return 0
+
+
 def cmd_sentiment_head(args: argparse.Namespace) -> int:
     from polyglm.pipelines.sentiment_head import HeadOptions, train_sentiment_head
 
@@ -558,6 +570,16 @@ def build_parser() -> argparse.ArgumentParser:
     head.add_argument("--seed", type=int)
     head.add_argument("--out", help="head folder (default: polyglm/adapters/PROFILE/sentiment/head)")
     head.set_defaults(handler=cmd_sentiment_head)
+
+    ngram = commands.add_parser(
+        "sentiment-ngram",
+        help="fit the character n-gram model that also reads Chinese words for sentiment (seconds)",
+        epilog=EXAMPLES["sentiment-ngram"],
+    )
+    ngram.add_argument("--features", type=int, help="n-grams kept (the strongest after a first fit)")
+    ngram.add_argument("--c", type=float, help="inverse L2 strength of the logistic regression")
+    ngram.add_argument("--out", help="model folder (default: polyglm/adapters/sentiment-ngram)")
+    ngram.set_defaults(handler=cmd_sentiment_ngram)
 
     evaluate = commands.add_parser(
         "eval", help="batch evaluation of a dataset (CSV, JSONL, imagefolder/audiofolder) on a task; resumable",

@@ -29,7 +29,7 @@ IDENTITY = ("dataset_digest", "task_digest", "task_overrides", "profile", "adapt
 def adapter_digests(profile_name: str) -> dict[str, str]:
     """sha256 of each adapter manifest the profile names (the manifests carry their weights' hashes), and
     of everything shipped in the profile's adapter folder ("shipped": the LM delta, the sentiment head, its
-    calibration and fusion weights), which labels depend on as much."""
+    calibration and fusion weights) and of the sentiment n-gram model, which labels depend on as much."""
     from polyglm.platform.config import load_profile
     from polyglm.platform.inventory import ADAPTER_ROOT, STAGE2_MANIFEST
 
@@ -39,7 +39,9 @@ def adapter_digests(profile_name: str) -> dict[str, str]:
         found["stage2"] = ADAPTER_ROOT / profile.stage2 / STAGE2_MANIFEST
     digests = {m: hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else "missing" for m, p in found.items()}
     shipped = ADAPTER_ROOT / profile.name
-    return digests | ({"shipped": folder_digest(shipped)} if shipped.is_dir() else {})
+    ngram = ADAPTER_ROOT / "sentiment-ngram"  # every profile's sentiment reads Chinese words with it
+    return (digests | ({"shipped": folder_digest(shipped)} if shipped.is_dir() else {})
+            | ({"sentiment_ngram": folder_digest(ngram)} if ngram.is_dir() else {}))  # fmt: skip
 
 
 def folder_digest(folder: Path, ignore: tuple[str, ...] = ()) -> str:

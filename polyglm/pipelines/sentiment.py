@@ -7,7 +7,8 @@ parse): by the profile's trained sentiment head on the LM's hidden state where t
 (sentiment_head.py), or by the label words' own token scores where no head was trained for this LM.
 Each modality that carried something is scored in its own prompt, in the same batch; a picture or a voice
 note with words in it is also scored a second way, its OCR text or transcript read as a typed post by the
-text head (its reading view). The probabilities are divided by a temperature fitted on validation data
+text head (its reading view), and Chinese words (typed, OCR text, transcript) also by the character n-gram
+model (sentiment_ngram.py; its view "ngram"). The probabilities are divided by a temperature fitted on validation data
 for the profile's LM and head (`calibration.json` beside the profile's adapters, checked against the LM's
 weights hash and the head's sha256) and combined by weighted products fitted on validation posts, first a
 modality's views, then the modalities (sentiment_fusion.py, `fusion.json`). The same product
@@ -32,6 +33,8 @@ from polyglm.pipelines.attachments import ReadAttachments, adapter_modalities
 from polyglm.pipelines.chat import language_of
 from polyglm.pipelines.label_scoring import answer_format, item_conversation, read_item, score_conversations
 from polyglm.pipelines.sentiment_fusion import Fusion, fuse, fuse_views, load_fusion
+from polyglm.pipelines.sentiment_ngram import VIEW
+from polyglm.pipelines.sentiment_ngram import reads as reads_chinese
 from polyglm.platform.errors import InputError
 from polyglm.platform.loader import Platform
 from polyglm.scenarios.schema import LABEL_SCORERS
@@ -43,7 +46,8 @@ MODALITIES = ("text", "image", "audio")
 READINGS = {"image": ("ocr", "ocr"), "audio": ("transcript", "transcripts")}  # -> (view, ReadAttachments field)
 # The media prompt carries the adapter features where the profile has an adapter for the modality.
 VIEW_NAMES = {"image": "image prompt", "ocr": "its OCR text as a post", "audio": "voice-note prompt",
-              "transcript": "its transcript as a post"}  # fmt: skip
+              "transcript": "its transcript as a post", "text": "the text",
+              "ngram": "its words by the n-gram model"}  # fmt: skip
 MAX_TEXT_CHARS = 8_000  # longer texts are refused with the limit and the fix, not silently cut
 INSTRUCTION = (
     "You are a sentiment classifier. Read the user's post (its text, and any attached image or voice note "
@@ -273,6 +277,26 @@ def words_read(read: ReadAttachments, modality: str) -> str:
     return "\n".join(t.strip() for t in getattr(read, READINGS[modality][1]) if t.strip())
 
 
+def words_of(item: SentimentInput, read: ReadAttachments, modality: str) -> str:
+    """A modality's words: the typed text, or what was read off its files."""
+    return item.text if modality == "text" else words_read(read, modality)
+
+
+def sentiment_ngram(platform: Platform):
+    """The n-gram model (read once per platform), or why Chinese words get no n-gram view."""
+    from polyglm.pipelines.sentiment_ngram import load_ngram
+
+    return platform.cached("sentiment_ngram", load_ngram)
+
+
+def ngram_views(ngram, words: dict[tuple[int, str], str]) -> dict[tuple[int, str], dict[str, float]]:
+    """The n-gram model's probabilities for each (post, modality) whose words it reads (Chinese), in one call."""
+    keys = [key for key, text in words.items() if reads_chinese(text)]
+    if ngram.model is None or not keys:
+        return {}
+    return dict(zip(keys, ngram.model.probabilities([words[key] for key in keys]), strict=True))
+
+
 def view_conversations(item: SentimentInput, read: ReadAttachments, modality: str, lang: str) -> dict[str, list]:
     """The prompts that read one modality: view name -> conversation. The modality's own view carries its
     adapter features and fenced evidence; a picture or voice note with words in it adds its reading view."""
@@ -338,9 +362,12 @@ def analyse_batch(
     reads = list(reads) if reads is not None else [read_item(platform, item) for item in items]
     scorer = sentiment_scorer(platform)
     calibration = platform.cached("sentiment_calibration", lambda: load_calibration(platform, scorer.sha256))
+    ngram = sentiment_ngram(platform)
     fusion = platform.cached(
-        "sentiment_fusion", lambda: load_fusion(platform.profile.name, scorer.sha256, calibration.temperature)
-    )
+        "sentiment_fusion",
+        lambda: load_fusion(platform.profile.name, scorer.sha256, calibration.temperature,
+                            ngram.model.sha256 if ngram.model else None),
+    )  # fmt: skip
     prepared, conversations = [], []
     for item, read in zip(items, reads, strict=True):
         present, empty, notes = carried(platform, item, read)
@@ -354,16 +381,20 @@ def analyse_batch(
             conversations += views.values()
         prepared.append((item, read, present, empty, notes + read.notes, lang, rows))
     scored = score_sentiment(platform, conversations, batch_size)
+    by_ngram = ngram_views(ngram, {(n, m): words_of(item, read, m) for n, (item, read, *_, rows) in enumerate(prepared)
+                                   for m in rows})  # fmt: skip
     results = []
-    for item, read, present, empty, notes, lang, rows in prepared:
+    for number, (item, read, present, empty, notes, lang, rows) in enumerate(prepared):
         answers = {m: {v: scored[row][ANSWER] for v, row in read_as.items()} for m, read_as in rows.items()}
         temperature = calibration.temperature
-        by_view = {
-            m: {v: calibrated(a["scores"], temperature) for v, a in views.items()} for m, views in answers.items()
-        }
+        ngrams = {m: {VIEW: by_ngram[number, m]} if (number, m) in by_ngram else {} for m in rows}
+        by_view = {m: {**{v: calibrated(a["scores"], temperature) for v, a in views.items()}, **ngrams[m]}
+                   for m, views in answers.items()}  # fmt: skip
         alone = {m: fuse_views(m, views, fusion) for m, views in by_view.items()}
-        raw = {m: fuse_views(m, {v: a["probabilities"] for v, a in views.items()}, fusion)
+        raw = {m: fuse_views(m, {**{v: a["probabilities"] for v, a in views.items()}, **ngrams[m]}, fusion)
                for m, views in answers.items()}  # fmt: skip
+        if ngram.model is None and any(reads_chinese(words_of(item, read, m)) for m in rows):
+            notes = (*notes, ngram.status)
         together = fuse(alone, fusion)
         label = max(together, key=together.get)
         view = attribution_view(alone, together, fusion, label) if attribution else {}

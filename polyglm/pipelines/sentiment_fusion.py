@@ -21,6 +21,11 @@ card's words far better than the media head reads the same words fenced beside t
 views, with weights fitted on posts that carry that modality alone (`views` in `fusion.json`); the
 modalities are then combined as above. Where no weights were fitted, a modality's views count 1/n each (a
 geometric mean), so that two readings of one picture do not count as two pieces of evidence.
+
+Chinese words are read a third way, by the character n-gram model (sentiment_ngram.py), so a Chinese
+picture has three views and an English one two. View weights are fitted per set of views ("image+ngram+ocr"
+apart from "image+ocr"), as modality weights are per combination: the OCR text needs less weight where the
+n-gram model reads the same words beside it.
 """
 
 from __future__ import annotations
@@ -35,11 +40,13 @@ from pathlib import Path
 FUSION_FILE = Path("sentiment") / "fusion.json"  # under the profile's adapter folder
 FUSION_COMMAND = "python bench/sentiment_fusion.py --profile {profile}"
 MIN_PROBABILITY = 1e-6  # a calibrated probability is floored here before its log: one 0 must not veto a label
+MIN_FIT_POSTS = 10  # fewer validation posts with a set of views than this: that set keeps 1/n each
 
 
-def combination(modalities: Sequence[str]) -> str:
-    """The key of a combination of modalities in `fusion.json`: "audio+image+text" (sorted, any order in)."""
-    return "+".join(sorted(modalities))
+def combination(names: Sequence[str]) -> str:
+    """The key of a combination of modalities (or of one modality's views) in `fusion.json`:
+    "audio+image+text" (sorted, any order in)."""
+    return "+".join(sorted(names))
 
 
 @dataclass(frozen=True)
@@ -50,14 +57,15 @@ class Fusion:
     weights: dict[str, dict[str, float]] = field(default_factory=dict)
     status: str = "equal weights"  # "fitted" or why equal weights are used
     source: str = ""  # the fusion file, when one was read
-    views: dict[str, dict[str, float]] = field(default_factory=dict)  # modality -> view -> weight (1/n if missing)
+    # modality -> set of views ("image+ngram+ocr") -> view -> weight; a set the file does not have: 1/n each
+    views: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
 
     def modality_weights(self, modalities: Sequence[str]) -> dict[str, float]:
         fitted = self.weights.get(combination(modalities), {})
         return {m: fitted.get(m, 1.0) for m in modalities}
 
     def view_weights(self, modality: str, views: Sequence[str]) -> dict[str, float]:
-        fitted = self.views.get(modality, {})
+        fitted = self.views.get(modality, {}).get(combination(views), {})
         return {view: fitted.get(view, 1.0 / len(views)) for view in views}
 
     def describe(self, modalities: Sequence[str], views: Mapping[str, Sequence[str]] | None = None) -> str:
@@ -138,13 +146,17 @@ def fit_weights(items: Sequence[tuple[Mapping[str, Mapping[str, float]], str]]) 
 
 def fit_fusion(items: Sequence[tuple[Mapping[str, Mapping[str, Mapping[str, float]]], str]]) -> Fusion:
     """Both levels of weights from ((modality -> view -> calibrated probabilities), gold label) per post:
-    each modality's view weights on the posts that read it more than one way, then the weights of every
+    each modality's view weights on the posts that read it more than one way (per set of views, on at least
+    MIN_FIT_POSTS posts), then the weights of every
     combination of two or more modalities on the posts that carry them (each post counts in every
     combination of its modalities), each modality fused from its views with the weights just fitted."""
-    within = {}
-    for modality in sorted({m for views, _ in items for m, read in views.items() if len(read) > 1}):
-        within[modality] = fit_weights([(views[modality], gold) for views, gold in items
-                                        if len(views.get(modality, {})) > 1])  # fmt: skip
+    groups: dict[str, dict[str, list]] = {}  # modality -> set of views -> (views, gold) of posts read that way
+    for views, gold in items:
+        for modality, read in views.items():
+            if len(read) > 1:
+                groups.setdefault(modality, {}).setdefault(combination(read), []).append((read, gold))
+    within = {modality: {key: fit_weights(posts) for key, posts in sorted(sets.items()) if len(posts) >= MIN_FIT_POSTS}
+              for modality, sets in sorted(groups.items())}  # fmt: skip
     fitted = Fusion(views=within)
     posts = [({m: fuse_views(m, read, fitted) for m, read in views.items()}, gold) for views, gold in items]
     weights = {}
@@ -163,9 +175,11 @@ def fusion_path(profile: str) -> Path:
     return ADAPTER_ROOT / profile / FUSION_FILE
 
 
-def load_fusion(profile: str, head_sha256: str | None, temperature: float, path: Path | None = None) -> Fusion:
-    """The fitted weights when `fusion.json` was fitted after this head and calibration temperature; equal
-    weights with the reason otherwise."""
+def load_fusion(
+    profile: str, head_sha256: str | None, temperature: float, ngram_sha256: str | None, path: Path | None = None
+) -> Fusion:
+    """The fitted weights when `fusion.json` was fitted after this head, calibration temperature and n-gram
+    model; equal weights with the reason otherwise."""
     path = path or fusion_path(profile)
     refit = FUSION_COMMAND.format(profile=profile)
     if not path.is_file():
@@ -173,15 +187,18 @@ def load_fusion(profile: str, head_sha256: str | None, temperature: float, path:
     try:
         record = json.loads(path.read_text(encoding="utf-8"))
         weights = {str(c): {str(m): float(w) for m, w in together.items()} for c, together in record["weights"].items()}
-        views = {str(m): {str(v): float(w) for v, w in read.items()} for m, read in record.get("views", {}).items()}
+        views = {str(m): {str(key): {str(v): float(w) for v, w in read.items()} for key, read in sets.items()}
+                 for m, sets in record.get("views", {}).items()}  # fmt: skip
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         return Fusion(status=f"equal weights: {path} is unreadable ({exc}); refit with `{refit}`", source=str(path))
-    if record.get("head") != head_sha256 or record.get("temperature") != temperature:
-        fitted = f"head {str(record.get('head'))[:12]}, temperature {record.get('temperature')}"
-        now = f"head {str(head_sha256)[:12]}, temperature {temperature}"
+    fitted_for = (record.get("head"), record.get("temperature"), record.get("ngram"))
+    if fitted_for != (head_sha256, temperature, ngram_sha256):
+        fitted = "head {:.12}, temperature {}, n-gram model {:.12}".format(*map(str, fitted_for))
+        now = f"head {head_sha256!s:.12}, temperature {temperature}, n-gram model {ngram_sha256!s:.12}"
         return Fusion(status=f"equal weights: {path} was fitted for {fitted}, not {now}; refit with `{refit}`",
                       source=str(path))  # fmt: skip
-    every = [w for table in (*weights.values(), *views.values()) for w in table.values()]
+    tables = [*weights.values(), *(read for sets in views.values() for read in sets.values())]
+    every = [w for table in tables for w in table.values()]
     if not all(0 <= w <= 100 for w in every):
         return Fusion(status=f"equal weights: {path} has a weight out of range ({weights}, views {views})",
                       source=str(path))  # fmt: skip

@@ -18,6 +18,7 @@ from polyglm.pipelines.sentiment_fusion import (
     load_fusion,
     subsets,
 )
+from polyglm.pipelines.sentiment_ngram import VIEW, load_ngram
 from tests.pipelines.test_label_scoring import media_platform, sign  # noqa: F401  (fixture)
 
 
@@ -101,7 +102,7 @@ def test_each_combination_of_modalities_has_its_own_weights():
 def test_views_of_one_modality_count_once_unless_fitted_and_fitted_weights_trust_the_better_reading():
     one = {"negative": 0.6, "neutral": 0.3, "positive": 0.1}
     assert fuse_views("image", {"image": one, "ocr": one}, Fusion()) == pytest.approx(one)  # not sharpened
-    assert fuse_views("image", {"image": one}, Fusion(views={"image": {"image": 3.0}})) == one
+    assert fuse_views("image", {"image": one}, Fusion(views={"image": {"image": {"image": 3.0}}})) == one
     # synthetic posts: the picture's words name the label 90 % of the time, its adapter prompt 55 %
     generator = torch.Generator().manual_seed(1)
     posts = []
@@ -116,7 +117,8 @@ def test_views_of_one_modality_count_once_unless_fitted_and_fitted_weights_trust
             read[view] = {label: (0.8 if label == said else 0.1) for label in LABELS}
         posts.append(({"text": {"text": views["text"]}, "image": read}, gold))
     fusion = fit_fusion(posts)
-    assert fusion.views["image"]["ocr"] > 1.5 * fusion.views["image"]["image"]
+    weights = fusion.view_weights("image", ["ocr", "image"])
+    assert weights["ocr"] > 1.5 * weights["image"]
     assert set(fusion.weights) == {"image+text"} and fusion.status == "fitted"
 
     def accuracy(pick):
@@ -127,30 +129,63 @@ def test_views_of_one_modality_count_once_unless_fitted_and_fitted_weights_trust
     assert fused > accuracy(lambda views: fuse_views("image", views["image"], Fusion())) + 0.02
 
 
-def test_a_fusion_file_is_used_only_for_its_head_and_temperature(tmp_path):
+def test_view_weights_are_fitted_per_set_of_views_and_a_rare_set_keeps_equal_weights():
+    """Chinese pictures are read three ways (adapter prompt, OCR text, n-gram model), English ones two; the
+    OCR reading needs less weight where the n-gram model reads the same words beside it."""
+    generator = torch.Generator().manual_seed(2)
+
+    def said(gold: str, right: float) -> dict[str, float]:
+        pick = gold
+        if float(torch.rand((), generator=generator)) >= right:
+            pick = LABELS[int(torch.randint(3, (), generator=generator))]
+        return {label: (0.8 if label == pick else 0.1) for label in LABELS}
+
+    posts = []
+    for number in range(400):
+        gold = LABELS[number % 3]
+        read = {"image": said(gold, 0.5), "ocr": said(gold, 0.85)}
+        if number % 2:  # a Chinese card: the n-gram model reads its words (and mostly agrees with the OCR view)
+            read[VIEW] = read["ocr"] if float(torch.rand((), generator=generator)) < 0.7 else said(gold, 0.85)
+        posts.append(({"image": read}, gold))
+    posts += [({"image": {"image": said(g, 0.5), "ngram": said(g, 0.9)}}, g) for g in LABELS * 2]  # too few to fit
+    fusion = fit_fusion([*posts, *(({"text": {"text": said(g, 0.9)}, **v}, g) for v, g in posts[:30])])
+    assert set(fusion.views["image"]) == {"image+ocr", "image+ngram+ocr"}
+    two, three = fusion.view_weights("image", ["image", "ocr"]), fusion.view_weights("image", ["image", "ocr", VIEW])
+    assert three["ocr"] < two["ocr"] - 0.1
+    assert fusion.view_weights("image", ["image", VIEW]) == {"image": 0.5, VIEW: 0.5}
+
+
+def test_a_fusion_file_is_used_only_for_its_head_temperature_and_ngram_model(tmp_path):
     path = tmp_path / "fusion.json"
-    assert "no fusion fitted" in load_fusion("tiny", "abc", 1.3, path).status
+    assert "no fusion fitted" in load_fusion("tiny", "abc", 1.3, "ng", path).status
     record = {"weights": {"audio+image+text": {"text": 1.1, "image": 0.4, "audio": 0.1}}, "head": "abc",
-              "temperature": 1.3}  # fmt: skip
+              "temperature": 1.3, "ngram": "ng"}  # fmt: skip
     path.write_text(json.dumps(record))
-    fitted = load_fusion("tiny", "abc", 1.3, path)
+    fitted = load_fusion("tiny", "abc", 1.3, "ng", path)
     assert fitted.status == "fitted"
     assert fitted.modality_weights(["text", "audio", "image"]) == {"text": 1.1, "audio": 0.1, "image": 0.4}
     assert fitted.modality_weights(["text", "image"]) == {"text": 1.0, "image": 1.0}  # not fitted: naive Bayes
-    for head, temperature in (("def", 1.3), ("abc", 1.0)):
-        other = load_fusion("tiny", head, temperature, path)
-        assert other.weights == {} and "was fitted for head abc" in other.status
+    for head, temperature, ngram in (("def", 1.3, "ng"), ("abc", 1.0, "ng"), ("abc", 1.3, "other"), ("abc", 1.3, None)):
+        other = load_fusion("tiny", head, temperature, ngram, path)
+        assert other.weights == {} and "was fitted for head abc, temperature 1.3, n-gram model ng" in other.status
         assert "bench/sentiment_fusion.py --profile tiny" in other.status
     path.write_text("{not json")
-    assert "unreadable" in load_fusion("tiny", "abc", 1.3, path).status
+    assert "unreadable" in load_fusion("tiny", "abc", 1.3, "ng", path).status
     path.write_text(json.dumps({**record, "weights": {"image+text": {"text": -1}}}))
-    assert "out of range" in load_fusion("tiny", "abc", 1.3, path).status
+    assert "out of range" in load_fusion("tiny", "abc", 1.3, "ng", path).status
     path.write_text(json.dumps({**record, "weights": {"text": 1.1}}))  # the flat format before combinations
-    assert "unreadable" in load_fusion("tiny", "abc", 1.3, path).status
-    path.write_text(json.dumps({**record, "views": {"image": {"image": 0.2, "ocr": 0.8}}}))
-    assert load_fusion("tiny", "abc", 1.3, path).view_weights("image", ["image", "ocr"]) == {"image": 0.2, "ocr": 0.8}
-    path.write_text(json.dumps({**record, "views": {"image": {"image": -0.2}}}))
-    assert "out of range" in load_fusion("tiny", "abc", 1.3, path).status
+    assert "unreadable" in load_fusion("tiny", "abc", 1.3, "ng", path).status
+    path.write_text(json.dumps({**record, "views": {"image": {"image": 0.2, "ocr": 0.8}}}))  # before sets of views
+    assert "unreadable" in load_fusion("tiny", "abc", 1.3, "ng", path).status
+    views = {"image": {"image+ocr": {"image": 0.2, "ocr": 0.8}, "image+ngram+ocr": {"image": 0.1, "ocr": 0.3,
+                                                                                   "ngram": 0.6}}}  # fmt: skip
+    path.write_text(json.dumps({**record, "views": views}))
+    fitted = load_fusion("tiny", "abc", 1.3, "ng", path)
+    assert fitted.view_weights("image", ["ocr", "image"]) == {"ocr": 0.8, "image": 0.2}
+    assert fitted.view_weights("image", ["image", "ocr", "ngram"]) == {"image": 0.1, "ocr": 0.3, "ngram": 0.6}
+    assert fitted.view_weights("text", ["text", "ngram"]) == {"text": 0.5, "ngram": 0.5}  # not fitted: 1/n
+    path.write_text(json.dumps({**record, "views": {"image": {"image+ocr": {"image": -0.2}}}}))
+    assert "out of range" in load_fusion("tiny", "abc", 1.3, "ng", path).status
 
 
 def test_the_pipeline_fuses_each_modalitys_own_scores(media_platform):  # noqa: F811
@@ -175,8 +210,10 @@ def test_the_shipped_offline_fusion_matches_the_shipped_head_and_calibration():
     record = json.loads((folder / "fusion.json").read_text())
     calibration = json.loads((folder / "calibration.json").read_text())
     head = hashlib.sha256((folder / "head" / "head.safetensors").read_bytes()).hexdigest()
+    ngram = load_ngram().model.sha256
     assert record["head"] == head and record["temperature"] == calibration["temperature"]
-    assert load_fusion("offline", head, calibration["temperature"], folder / "fusion.json").status == "fitted"
+    assert record["ngram"] == ngram
+    assert load_fusion("offline", head, calibration["temperature"], ngram, folder / "fusion.json").status == "fitted"
     # on the validation posts it was fitted on: every combination's log loss is no worse than its best
     # modality's, and a picture scores better read both ways than by its adapter prompt alone
     loss, accuracy = record["validation"]["fitted"]["log_loss"], record["validation"]["fitted"]["accuracy"]
