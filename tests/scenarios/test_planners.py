@@ -29,6 +29,30 @@ def test_planners_read_ages_percentages_and_skipped_answers_as_people_write_them
     assert graded.arguments["answers"] == ["x = 2", "", ""]
 
 
+def test_quiz_answers_are_read_however_the_student_lists_them():
+    """Numbered or not, with 、，, or ; between them, after "answers:" or 答案是: one answer per question, in
+    order. "5、跳过、7" is three answers, not an item numbered 5 (numbers must run 1, 2, 3 ...)."""
+    from polyglm.scenarios.packs.education.education_tools.planners import plan_grading
+
+    def graded(message: str) -> tuple[list[str], str]:
+        [call] = plan_grading(message, "zh")
+        return call.arguments["answers"], call.arguments["student"]
+
+    quiz = "fractions-easy-3-42"
+    for message in (
+        f"测验 {quiz} 的答案：5、跳过、7",
+        f"{quiz} 答案是 5，跳过，7",
+        f"{quiz} 答案：1、5 2、跳过 3、7",
+        f"quiz {quiz} answers: 1) 5 2) skipped 3) 7",
+        f"quiz {quiz} my answers are 5; skipped; 7",
+    ):
+        assert graded(message)[0] == ["5", "", "7"], message
+    assert graded(f"{quiz} answers: 5, 12, 7")[0] == ["5", "12", "7"]
+    assert graded(f"{quiz}: 1.5, 2.5, 1,000")[0] == ["1.5", "2.5", "1,000"]  # decimals and thousands stay whole
+    assert graded(f"{quiz} answers: 1. 3/4 2. 1/2")[0] == ["3/4", "1/2"]
+    assert graded(f"Grade quiz {quiz} for me: 5 cm, 13 cm. I'm Raj.") == (["5 cm", "13 cm"], "Raj")
+
+
 def test_social_sentiment_counts_labelled_posts_with_its_tools_and_labels_single_posts_itself():
     from polyglm.scenarios.packs.social_sentiment.tools import plan_hashtags, plan_post_statistics
 

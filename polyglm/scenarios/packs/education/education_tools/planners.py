@@ -29,9 +29,21 @@ _QUIZ_REQUEST = re.compile(r"quiz|questions?|practice|题", re.IGNORECASE)
 _DIFFICULTY_WORDS = (("hard", r"hard|difficult|难"), ("medium", r"medium|中等|一般"),
                      ("easy", r"easy|simple|简单|基础"))  # fmt: skip
 _QUIZ_ID_IN_TEXT = re.compile(QUIZ_ID.pattern.removeprefix("^").removesuffix("$"))  # a quiz id inside a message
-_NUMBERED = re.compile(r"(?:^|\s)\d{1,2}\s*[).、]\s*(?!\d)")
+# "1) 5 2) 7", "1. x = 2", "1、5 2、跳过": an item number after a space (a decimal point is not one)
+_NUMBERED = re.compile(r"(?:^|\s)(\d{1,2})\s*(?:[)、]|\.(?!\d))\s*")
+# "5、跳过、7", "5, 12, 7": answers listed without numbers (the comma in 1,000 is not a separator)
+_LISTED = re.compile(r"\s*(?:[、;；，]|,(?!\d{3}\b))\s*")
+# what a student writes before the answers themselves: "answers: ", "my answers are", "的答案：", "答案是"
+_ANSWERS_CUE = re.compile(
+    r"^\s*(?:for\s+(?:me|myself|us)\b)?\s*(?:(?:my|the|his|her|their)\s+)?(?:answers?|responses?)?\s*"
+    r"(?:are|is|=)?\s*[:：]?\s*"
+    r"(?:(?:我|他|她)?的)?(?:答案|回答)?\s*(?:是|为|如下)?\s*[:：]?\s*",
+    re.IGNORECASE,
+)
 _STUDENT_CUE = re.compile(
-    r"[.。,，;；]?\s*(?:(?:i'?m|i am|my name is|for)\s+|(?:我叫|我是)\s*)([^\s,.。，;；:：]{1,40})", re.IGNORECASE
+    r"[.。,，;；]?\s*(?:(?:i'?m|i am|my name is|for)\s+(?!(?:me|myself|us)\b)|(?:我叫|我是)\s*)"
+    r"([^\s,.。，;；:：]{1,40})",
+    re.IGNORECASE,
 )
 _SKIPPED = re.compile(r"(?:skipped|skip|blank|left blank|no answer|not answered|跳过|没做|空着|空白|不会)$", re.I)
 _ZH_DIGITS = {"一": 1, "二": 2, "两": 2, "三": 3, "四": 4, "五": 5, "六": 6, "七": 7, "八": 8, "九": 9, "十": 10}
@@ -132,11 +144,18 @@ def plan_quiz(message: str, lang: str) -> list[PlannedCall]:
     return [PlannedCall("generate_quiz", arguments, "a request for practice questions")]
 
 
+def _is_numbered(text: str) -> bool:
+    """Whether the answers are numbered 1, 2, 3 ... ("5、跳过、7" is not: its "5、" is an answer)."""
+    numbers = [int(n) for n in _NUMBERED.findall(text)]
+    return len(numbers) >= 2 and numbers == list(range(1, len(numbers) + 1))
+
+
 def _quiz_answers(text: str) -> list[str]:
     """ "1) 5 cm 2) 125 cm" or "0.2 A、2 A、0.5 A" -> one answer per question, in order; a question the
     student skipped ("4) skipped", "跳过") keeps its place with an empty answer."""
-    text = text.strip(" :：").rstrip(" 。.")
-    parts = _NUMBERED.split(text) if _NUMBERED.search(text) else re.split(r"\s*[、;；，]\s*", text)
+    text = _ANSWERS_CUE.sub("", text, count=1).strip(" :：").rstrip(" 。.")
+    # split() keeps each item number (a group): [2::2] drops them
+    parts = _NUMBERED.split(text)[2::2] if _is_numbered(text) else _LISTED.split(text)
     answers = [part.strip(" ,，;；。.") for part in parts if part.strip(" ,，;；。.")] or [text]
     return ["" if _SKIPPED.match(answer) else answer for answer in answers]
 
@@ -151,8 +170,7 @@ def plan_grading(message: str, lang: str) -> list[PlannedCall]:
     tail = message[found.end() :]
     if student and student.group(0) in tail:
         tail = tail.replace(student.group(0), " ")
-    tail = re.sub(r"^\s*(?:are|is|=)?\s*[:：]?", "", tail)
-    tail = re.sub(r"^[^\d\-xyz]*?(?=\d|-|x)", "", tail, count=1) if _NUMBERED.search(tail) else tail
+    tail = re.sub(r"^[^\d\-xyz]*?(?=\d|-|x)", "", tail, count=1) if _is_numbered(tail) else tail
     arguments = {"quiz_id": found.group(0), "answers": _quiz_answers(tail)[:20],
                  "student": student.group(1) if student else "student"}  # fmt: skip
     return [PlannedCall("grade_quiz", arguments, "answers to a stored quiz")]
