@@ -147,9 +147,9 @@ def fit_weights(items: Sequence[tuple[Mapping[str, Mapping[str, float]], str]]) 
 def fit_fusion(items: Sequence[tuple[Mapping[str, Mapping[str, Mapping[str, float]]], str]]) -> Fusion:
     """Both levels of weights from ((modality -> view -> calibrated probabilities), gold label) per post:
     each modality's view weights on the posts that read it more than one way (per set of views, on at least
-    MIN_FIT_POSTS posts), then the weights of every
-    combination of two or more modalities on the posts that carry them (each post counts in every
-    combination of its modalities), each modality fused from its views with the weights just fitted."""
+    MIN_FIT_POSTS posts), then the weights of every combination of two or more modalities on the posts that
+    carry them (each post counts in every combination of its modalities), each modality fused from its
+    views with the weights just fitted."""
     groups: dict[str, dict[str, list]] = {}  # modality -> set of views -> (views, gold) of posts read that way
     for views, gold in items:
         for modality, read in views.items():
