@@ -226,6 +226,8 @@ def load_ngram(folder: Path | None = None) -> LoadedNgram:
     from safetensors import SafetensorError
     from safetensors.numpy import load_file
 
+    from polyglm.pipelines.sentiment import LABELS
+
     folder = Path(folder) if folder else ngram_dir()
     retrain = f"restore it (git checkout -- {folder}) or retrain with `{TRAIN_COMMAND}`"
     if not (folder / "manifest.json").is_file():
@@ -243,6 +245,8 @@ def load_ngram(folder: Path | None = None) -> LoadedNgram:
             raise ValueError(f"weights of shape {model.coef.shape} do not fit {len(vocabulary)} n-grams")
         if not np.isfinite(model.coef).all():
             raise ValueError("weights that are not finite")
+        if model.labels != LABELS:
+            raise ValueError(f"labels {list(model.labels)} are not {list(LABELS)}")
     except (OSError, ValueError, KeyError, TypeError, SafetensorError) as exc:
         return LoadedNgram(None, f"{folder}: unreadable n-gram model ({exc}): not read; {retrain}")
     return LoadedNgram(model, f"n-gram model {model.sha256[:12]}")

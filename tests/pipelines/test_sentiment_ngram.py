@@ -3,6 +3,7 @@ a damaged model is refused with the fix, and the pipeline reads Chinese words (o
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -74,6 +75,10 @@ def test_a_damaged_model_is_not_read_and_the_status_names_the_file_and_the_fix(d
     status = load_ngram(damaged).status
     assert load_ngram(damaged).model is None
     assert "weights.safetensors do not match the sha256" in status and "sentiment-ngram" in status
+    shutil.copy(ngram_dir() / "weights.safetensors", weights)
+    manifest = json.loads((damaged / "manifest.json").read_text())
+    (damaged / "manifest.json").write_text(json.dumps({**manifest, "labels": ["bad", "neutral", "good"]}))
+    assert "labels ['bad', 'neutral', 'good'] are not" in load_ngram(damaged).status
     shutil.rmtree(damaged)
     assert "no n-gram model" in load_ngram(damaged).status
 
