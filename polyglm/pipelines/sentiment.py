@@ -2,20 +2,20 @@
 
 One request walks down the layers once: the attachments are read the way chat reads them (encoders ->
 trained adapters -> fused features, plus OCR text and Whisper transcripts as fenced evidence;
-attachments.py), and label_scoring.py scores the three labels after one prompt (no generated text to
-parse): by the profile's trained sentiment head on the LM's hidden state where the label begins
-(sentiment_head.py), or by the label words' own token scores where no head was trained for this LM.
-Each modality that carried something is scored in its own prompt, in the same batch; a picture or a voice
-note with words in it is also scored a second way, its OCR text or transcript read as a typed post by the
-text head (its reading view), and Chinese words (typed, OCR text, transcript) also by the character n-gram
-model (sentiment_ngram.py; its view "ngram"). The probabilities are divided by a temperature fitted on validation data
-for the profile's LM and head (`calibration.json` beside the profile's adapters, checked against the LM's
-weights hash and the head's sha256) and combined by weighted products fitted on validation posts, first a
-modality's views, then the modalities (sentiment_fusion.py, `fusion.json`). The same product
-over all but one modality gives the attribution (each alone, together, each left out). With a scenario
-pack (social_sentiment) the pack's own LM classify adds its intensity and emotion, and its guideline
-passage nearest to the post is returned as evidence; a pack that hands its polarity to this pipeline
-(`label_scorers:`) gets the fused label above, so the two never disagree.
+attachments.py), and label_scoring.py scores the three labels after one prompt (no generated text to parse):
+by the profile's trained sentiment head on the LM's hidden state where the label begins (sentiment_head.py),
+or by the label words' own token scores where no head was trained for this LM. Each modality that carried
+something is scored in its own prompt, in the same batch; a picture or a voice note with words in it is also
+scored a second way, its OCR text or transcript read as a typed post by the text head (its reading view),
+and Chinese words (typed, OCR text, transcript) also by the character n-gram model (sentiment_ngram.py; its
+view "ngram"). The probabilities are divided by a temperature fitted on validation data for the profile's LM
+and head (`calibration.json` beside the profile's adapters, checked against the LM's weights hash and the
+head's sha256) and combined by weighted products fitted on validation posts, first a modality's views, then
+the modalities (sentiment_fusion.py, `fusion.json`). The same product over all but one modality gives the
+attribution (each alone, together, each left out). With a scenario pack (social_sentiment) the pack's own LM
+classify adds its intensity and emotion, and its guideline passage nearest to the post is returned as
+evidence; a pack that hands its polarity to this pipeline (`label_scorers:`) gets the fused label above, so
+the two never disagree.
 
 Same code on every profile: the tiny test profile, the offline one and the GLM ones.
 """
@@ -289,12 +289,11 @@ def sentiment_ngram(platform: Platform):
     return platform.cached("sentiment_ngram", load_ngram)
 
 
-def ngram_views(ngram, words: dict[tuple[int, str], str]) -> dict[tuple[int, str], dict[str, float]]:
-    """The n-gram model's probabilities for each (post, modality) whose words it reads (Chinese), in one call."""
-    keys = [key for key, text in words.items() if reads_chinese(text)]
-    if ngram.model is None or not keys:
+def ngram_views(ngram, chinese: dict[tuple[int, str], str]) -> dict[tuple[int, str], dict[str, float]]:
+    """The n-gram model's probabilities for each (post, modality) with Chinese words, in one call."""
+    if ngram.model is None or not chinese:
         return {}
-    return dict(zip(keys, ngram.model.probabilities([words[key] for key in keys]), strict=True))
+    return dict(zip(chinese, ngram.model.probabilities(list(chinese.values())), strict=True))
 
 
 def view_conversations(item: SentimentInput, read: ReadAttachments, modality: str, lang: str) -> dict[str, list]:
@@ -381,8 +380,9 @@ def analyse_batch(
             conversations += views.values()
         prepared.append((item, read, present, empty, notes + read.notes, lang, rows))
     scored = score_sentiment(platform, conversations, batch_size)
-    by_ngram = ngram_views(ngram, {(n, m): words_of(item, read, m) for n, (item, read, *_, rows) in enumerate(prepared)
-                                   for m in rows})  # fmt: skip
+    words = {(n, m): words_of(item, read, m) for n, (item, read, *_, rows) in enumerate(prepared) for m in rows}
+    chinese = {key: text for key, text in words.items() if reads_chinese(text)}
+    by_ngram = ngram_views(ngram, chinese)
     results = []
     for number, (item, read, present, empty, notes, lang, rows) in enumerate(prepared):
         answers = {m: {v: scored[row][ANSWER] for v, row in read_as.items()} for m, read_as in rows.items()}
@@ -393,7 +393,7 @@ def analyse_batch(
         alone = {m: fuse_views(m, views, fusion) for m, views in by_view.items()}
         raw = {m: fuse_views(m, {**{v: a["probabilities"] for v, a in views.items()}, **ngrams[m]}, fusion)
                for m, views in answers.items()}  # fmt: skip
-        if ngram.model is None and any(reads_chinese(words_of(item, read, m)) for m in rows):
+        if ngram.model is None and any((number, m) in chinese for m in rows):
             notes = (*notes, ngram.status)
         together = fuse(alone, fusion)
         label = max(together, key=together.get)

@@ -43,6 +43,7 @@ from tqdm import tqdm
 
 from polyglm.platform import trainer
 from polyglm.platform.loader import Platform, load_platform
+from polyglm.platform.recipes import sha256_file as file_hash
 
 HEAD_FOLDER = Path("sentiment") / "head"  # under the profile's adapter folder
 TRAIN_COMMAND = "polyglm sentiment-head --profile {profile}"
@@ -242,10 +243,6 @@ def head_dir(platform: Platform, out_dir: Path | None = None) -> Path:
     from polyglm.platform.inventory import ADAPTER_ROOT
 
     return Path(out_dir) if out_dir else ADAPTER_ROOT / platform.profile.name / HEAD_FOLDER
-
-
-def file_hash(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 @dataclass(frozen=True)

