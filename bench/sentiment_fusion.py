@@ -27,9 +27,11 @@ sys.path.insert(0, str(ROOT))
 MODALITIES = ("text", "image", "audio")
 
 
-def read_views(folder: Path, profile: str) -> list[tuple[dict[str, dict[str, dict[str, float]]], str]]:
+def read_views(folder: Path, profile: str) -> tuple[list[tuple[dict[str, dict[str, dict[str, float]]], str]], list]:
     """(modality -> view -> calibrated probabilities, gold label) per post scored in every modality's run; a
-    modality read one way has the one view named after it."""
+    modality read one way has the one view named after it. Beside them, per post, modality -> the labels of
+    the training posts its words repeat (sentiment_memory.py), which the pipeline applies after the views
+    (never fitted on)."""
     runs = {}
     for modality in MODALITIES:
         path = folder / f"run-{profile}-{modality}" / "predictions.jsonl"
@@ -38,31 +40,36 @@ def read_views(folder: Path, profile: str) -> list[tuple[dict[str, dict[str, dic
         rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
         runs[modality] = {r["id"]: r for r in rows if "probabilities" in r}
     ids = sorted(set.intersection(*(set(v) for v in runs.values())))
-    return [({m: runs[m][i].get("views", {}).get(m) or {m: runs[m][i]["probabilities"]} for m in MODALITIES},
-             runs["text"][i]["label"]) for i in ids]  # fmt: skip
+    items = [({m: runs[m][i].get("views", {}).get(m) or {m: runs[m][i]["probabilities"]} for m in MODALITIES},
+              runs["text"][i]["label"]) for i in ids]  # fmt: skip
+    return items, [{m: runs[m][i].get("copies", {}).get(m, {}) for m in MODALITIES} for i in ids]
 
 
-def score_tables(items, fusion) -> dict[str, dict[str, float]]:
-    """Accuracy of each view alone, each modality alone and each fused subset, and the log loss (what the
-    fit minimises) of each modality and subset, over the same posts."""
+def score_tables(items, copies, fusion) -> dict[str, dict[str, float]]:
+    """Accuracy of each view alone, each modality alone and each fused subset (as the pipeline reads them:
+    each modality's views fused, then the labels of the training posts its words repeat), and the log loss
+    (what the fit minimises) of each modality and subset, over the same posts."""
     from sklearn.metrics import log_loss
 
     from polyglm.pipelines.sentiment import LABELS
     from polyglm.pipelines.sentiment_fusion import fuse, fuse_views, subsets
+    from polyglm.pipelines.sentiment_memory import load_memory
+
+    memory = load_memory()
 
     picks = {}
     for modality, view in sorted({(m, v) for views, _ in items for m, read in views.items() for v in read}):
         if view != modality:  # a view a modality has besides its own prompt; posts without it count as wrong
-            picks[f"{modality}:{modality}"] = lambda views, m=modality: views[m][m]
-            picks[f"{modality}:{view}"] = lambda views, m=modality, v=view: views[m].get(v, {"": 1.0})
+            picks[f"{modality}:{modality}"] = lambda views, _, m=modality: views[m][m]
+            picks[f"{modality}:{view}"] = lambda views, _, m=modality, v=view: views[m].get(v, {"": 1.0})
     for subset in [(m,) for m in MODALITIES] + subsets(MODALITIES):
-        picks["+".join(subset)] = lambda views, subset=subset: fuse(
-            {m: fuse_views(m, views[m], fusion) for m in subset}, fusion
+        picks["+".join(subset)] = lambda views, seen, subset=subset: fuse(
+            {m: memory.recall(fuse_views(m, views[m], fusion), seen[m]) for m in subset}, fusion
         )
     gold = [label for _, label in items]
     tables: dict[str, dict[str, float]] = {"accuracy": {}, "log_loss": {}}
     for name, pick in picks.items():
-        chosen = [pick(views) for views, _ in items]
+        chosen = [pick(views, seen) for (views, _), seen in zip(items, copies, strict=True)]
         right = sum(max(p, key=p.get) == g for p, g in zip(chosen, gold, strict=True))
         tables["accuracy"][name] = round(right / len(gold), 4)
         if ":" not in name:
@@ -83,14 +90,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--check", default=None, help="another split's runs to report on (never fitted on)")
     parser.add_argument("--dry-run", action="store_true", help="print, do not write fusion.json")
     args = parser.parse_args(argv)
-    items = read_views(Path(args.validation), args.profile)
+    items, _ = read_views(Path(args.validation), args.profile)
+    unseen = [{}] * len(items)  # a validation post's own line is in the memory: its copies are not evidence here
     equal, fitted = Fusion(), fit_fusion(items)
-    report = {"validation": {"posts": len(items), "equal": score_tables(items, equal),
-                             "fitted": score_tables(items, fitted)}}  # fmt: skip
+    report = {"validation": {"posts": len(items), "equal": score_tables(items, unseen, equal),
+                             "fitted": score_tables(items, unseen, fitted)}}  # fmt: skip
     if args.check:
-        held_out = read_views(Path(args.check), args.profile)
-        report["check"] = {"folder": args.check, "posts": len(held_out), "equal": score_tables(held_out, equal),
-                           "fitted": score_tables(held_out, fitted)}  # fmt: skip
+        held_out, seen = read_views(Path(args.check), args.profile)
+        report["check"] = {"folder": args.check, "posts": len(held_out),
+                           "equal": score_tables(held_out, seen, equal),
+                           "fitted": score_tables(held_out, seen, fitted)}  # fmt: skip
     print("weights", fitted.weights, "views", fitted.views)
     for split, rows in report.items():
         for name in ("equal", "fitted"):

@@ -383,6 +383,8 @@ def cmd_sentiment(args: argparse.Namespace) -> int:
               f"({result.label} {probabilities[result.label]:.3f}){left_out}")  # fmt: skip
         if read_as := result.views_read(modality):
             print(f"        read as: {read_as}")
+        if seen := result.copies_read(modality):
+            print(f"        {seen}")
     if result.scenario:
         print(f"  {result.scenario}: intensity {result.intensity}, emotion {result.emotion}")
     for name, texts in (("transcript", result.evidence["transcripts"]), ("image text", result.evidence["ocr"])):

@@ -29,7 +29,9 @@ IDENTITY = ("dataset_digest", "task_digest", "task_overrides", "profile", "adapt
 def adapter_digests(profile_name: str) -> dict[str, str]:
     """sha256 of each adapter manifest the profile names (the manifests carry their weights' hashes), and
     of everything shipped in the profile's adapter folder ("shipped": the LM delta, the sentiment head, its
-    calibration and fusion weights) and of the sentiment n-gram model, which labels depend on as much."""
+    calibration and fusion weights), of the sentiment n-gram model and of the labelled memory (the training
+    posts' labels), which labels depend on as much."""
+    from polyglm.pipelines.sentiment_memory import load_memory
     from polyglm.platform.config import load_profile
     from polyglm.platform.inventory import ADAPTER_ROOT, STAGE2_MANIFEST
 
@@ -41,7 +43,8 @@ def adapter_digests(profile_name: str) -> dict[str, str]:
     shipped = ADAPTER_ROOT / profile.name
     ngram = ADAPTER_ROOT / "sentiment-ngram"  # every profile's sentiment reads Chinese words with it
     return (digests | ({"shipped": folder_digest(shipped)} if shipped.is_dir() else {})
-            | ({"sentiment_ngram": folder_digest(ngram)} if ngram.is_dir() else {}))  # fmt: skip
+            | ({"sentiment_ngram": folder_digest(ngram)} if ngram.is_dir() else {})
+            | {"sentiment_memory": load_memory().sha256})  # fmt: skip
 
 
 def folder_digest(folder: Path, ignore: tuple[str, ...] = ()) -> str:

