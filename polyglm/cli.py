@@ -483,7 +483,8 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["neighbours", "lm"],
         default="neighbours",
         help="with --labels: vote of similar labelled posts (default; measured better on the offline profile) "
-        "or the LM's label scores (for strong LMs such as the GLM profiles)",
+        "or the LM's label scores (for strong LMs such as the GLM profiles); a set the pack hands to a trained "
+        "scorer (social_sentiment's polarity: the sentiment pipeline) is scored by it either way",
     )
     chat.add_argument("--max-new-tokens", type=int, default=256)
     chat.add_argument("--temperature", type=float, default=0.0)

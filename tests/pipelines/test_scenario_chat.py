@@ -357,7 +357,12 @@ def test_neighbour_vote_labels_a_post_like_its_annotated_twins(tiny_platform):
     from polyglm.pipelines.scenario_chat import labels_in_answer
 
     own = labels_in_answer(answer, assistant.pack.labels)
-    assert all(labels[name]["probabilities"][own[name]] > 0 for name in own)
+    assert all(labels[name]["probabilities"][own[name]] > 0 for name in own if name != "polarity")
+    # polarity is the pack's `label_scorers:` set: the sentiment pipeline reads it under either method
+    from polyglm.pipelines.sentiment import SentimentInput, analyse, as_label_set
+
+    fused = analyse(tiny_platform, SentimentInput(text=post), attribution=False)
+    assert labels["polarity"] == as_label_set(fused.probabilities, assistant.pack.labels["polarity"])
     with pytest.raises(InputError, match="unknown label method 'magic'"):
         assistant.classify(post, method="magic")
 
