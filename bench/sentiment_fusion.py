@@ -64,7 +64,7 @@ def score_tables(items, copies, fusion) -> dict[str, dict[str, float]]:
             picks[f"{modality}:{view}"] = lambda views, _, m=modality, v=view: views[m].get(v, {"": 1.0})
     for subset in [(m,) for m in MODALITIES] + subsets(MODALITIES):
         picks["+".join(subset)] = lambda views, seen, subset=subset: fuse(
-            {m: memory.recall(fuse_views(m, views[m], fusion), seen[m]) for m in subset}, fusion
+            {m: memory.recall(fuse_views(m, views[m], fusion), seen.get(m, {})) for m in subset}, fusion
         )
     gold = [label for _, label in items]
     tables: dict[str, dict[str, float]] = {"accuracy": {}, "log_loss": {}}
