@@ -92,7 +92,7 @@ class SentimentPredictor:
                 record["modalities"] = {m: rounded(p) for m, p in result.by_modality.items()}
             if any(len(views) > 1 for views in result.by_view.values()):
                 record["views"] = {m: {v: rounded(p) for v, p in views.items()} for m, views in result.by_view.items()}
-            if copies := result.evidence["labelled_copies"]:  # training posts the words repeat (sentiment_memory.py)
+            if copies := result.evidence["labelled_copies"]:  # labelled posts the words repeat (sentiment_memory.py)
                 record["copies"] = copies
             records.append(record)
         return records

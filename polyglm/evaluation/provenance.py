@@ -29,7 +29,7 @@ IDENTITY = ("dataset_digest", "task_digest", "task_overrides", "profile", "adapt
 def adapter_digests(profile_name: str) -> dict[str, str]:
     """sha256 of each adapter manifest the profile names (the manifests carry their weights' hashes), and
     of everything shipped in the profile's adapter folder ("shipped": the LM delta, the sentiment head, its
-    calibration and fusion weights), of the sentiment n-gram model and of the labelled memory (the training
+    calibration and fusion weights), of the sentiment n-gram model and of the labelled memory (the labelled
     posts' labels), which labels depend on as much."""
     from polyglm.pipelines.sentiment_memory import load_memory
     from polyglm.platform.config import load_profile

@@ -340,7 +340,7 @@ class ScenarioAssistant:
         """Similarity-weighted vote of the `NEIGHBOURS` most similar labelled posts (post text only: the
         training posts' media are not embedded). Cheap, and stronger than a very small LM's scores. A set the
         pack hands to a trained scorer (`label_scorers:`) is labelled by it here too: the pack says that
-        scorer reads the set best (social_sentiment's polarity: the sentiment pipeline 0.85, the vote 0.66)."""
+        scorer reads the set best (social_sentiment's polarity: the sentiment pipeline 0.83, the vote 0.66)."""
         if not message.strip():
             raise InputError(
                 "the neighbour vote compares the post's text, and this post has none: give its text with --message "

@@ -44,8 +44,25 @@ from polyglm.scenarios.schema import LABEL_SCORERS
 LABELS = LABEL_SCORERS["sentiment"]  # negative, neutral, positive: what a pack's `label_scorers:` may hand here
 ANSWER = "sentiment"  # the scored answer is {"sentiment": "<label>"}
 MODALITIES = ("text", "image", "audio")
+
+
+@dataclass(frozen=True)
+class MediaModality:
+    """Where a media modality lives in a SentimentInput and a ReadAttachments, and its reading view."""
+
+    files: str  # the SentimentInput field with its files
+    names: str  # the SentimentInput field with their names
+    words: str  # the ReadAttachments field with the words read off each file
+    view: str  # the view that reads those words as a typed post
+    nothing: str  # why a file with no words in it carried nothing
+
+
 # A media modality's second view: the words read off its files, scored as a typed post (sentiment_fusion.py).
-READINGS = {"image": ("ocr", "ocr"), "audio": ("transcript", "transcripts")}  # -> (view, ReadAttachments field)
+MEDIA = {
+    "image": MediaModality("images", "image_names", "ocr", "ocr", "no text in it (OCR found none)"),
+    "audio": MediaModality("audio", "audio_names", "transcripts", "transcript",
+                           "no speech heard (the transcript is empty)"),
+}  # fmt: skip
 # The media prompt carries the adapter features where the profile has an adapter for the modality.
 VIEW_NAMES = {"image": "image prompt", "ocr": "its OCR text as a post", "audio": "voice-note prompt",
               "transcript": "its transcript as a post", "text": "the text",
@@ -250,13 +267,11 @@ def carried(
         present.append("text")
     elif item.images or item.audio:
         empty["text"] = "no text was given"
-    for modality, files, texts, what in (
-        ("image", item.images, read.ocr, "no text in it (OCR found none)"),
-        ("audio", item.audio, read.transcripts, "no speech heard (the transcript is empty)"),
-    ):
+    for modality, media in MEDIA.items():
+        files, texts, what = getattr(item, media.files), getattr(read, media.words), media.nothing
         if not files:
             continue
-        names = _names(item.image_names if modality == "image" else item.audio_names, len(files), modality)
+        names = _names(getattr(item, media.names), len(files), modality)
         blank = [name for name, text in zip(names, texts, strict=False) if not text.strip()]
         if len(texts) < len(files):  # the profile's media policy switched OCR / transcripts off
             blank = names
@@ -274,17 +289,13 @@ def carried(
 
 def keep_only(read: ReadAttachments, keep: set[str]) -> ReadAttachments:
     """What was read, restricted to the modalities in `keep`."""
-    return ReadAttachments(
-        features=[f for f in read.features if f.modality in keep],
-        ocr=read.ocr if "image" in keep else [],
-        transcripts=read.transcripts if "audio" in keep else [],
-        notes=read.notes,
-    )
+    words = {media.words: getattr(read, media.words) if modality in keep else [] for modality, media in MEDIA.items()}
+    return ReadAttachments(features=[f for f in read.features if f.modality in keep], notes=read.notes, **words)
 
 
 def words_read(read: ReadAttachments, modality: str) -> str:
     """The words read off a media modality's files (OCR text, transcripts), one file per line."""
-    return "\n".join(t.strip() for t in getattr(read, READINGS[modality][1]) if t.strip())
+    return "\n".join(t.strip() for t in getattr(read, MEDIA[modality].words) if t.strip())
 
 
 def words_of(item: SentimentInput, read: ReadAttachments, modality: str) -> str:
@@ -311,9 +322,9 @@ def view_conversations(item: SentimentInput, read: ReadAttachments, modality: st
     adapter features and fenced evidence; a picture or voice note with words in it adds its reading view."""
     text = item.text if modality == "text" else ""
     views = {modality: sentiment_conversation(text, keep_only(read, {modality}), lang)}
-    words = words_read(read, modality) if modality in READINGS else ""
+    words = words_read(read, modality) if modality in MEDIA else ""
     if words:
-        views[READINGS[modality][0]] = sentiment_conversation(words, ReadAttachments(), lang)
+        views[MEDIA[modality].view] = sentiment_conversation(words, ReadAttachments(), lang)
     return views
 
 

