@@ -101,13 +101,12 @@ def main(argv: list[str] | None = None) -> int:
                                              "seconds": round(time.perf_counter() - started, 1)}  # fmt: skip
     seen = {line.strip() for line in train_x}
     novel = [i for i, line in enumerate(test_x) if line.strip() not in seen]
-    novel_gold = [test_y[i] for i in novel]
-    rows["zh novel: char 1-3-gram TF-IDF + LR"] = scores(novel_gold, model.predict([test_x[i] for i in novel]))
+    novel_x, novel_gold = [test_x[i] for i in novel], [test_y[i] for i in novel]
+    rows["zh novel: char 1-3-gram TF-IDF + LR"] = scores(novel_gold, model.predict(novel_x))
     # the same baseline trained on the lines polyglm's models learn from (validation lines left out)
     own = clone(model).fit([x for x, keep in zip(train_x, ours, strict=True) if keep],
                            [y for y, keep in zip(train_y, ours, strict=True) if keep])  # fmt: skip
     rows["zh: TF-IDF + LR on polyglm's training lines"] = scores(test_y, own.predict(test_x))
-    novel_x = [test_x[i] for i in novel]
     rows["zh novel: TF-IDF + LR on polyglm's training lines"] = scores(novel_gold, own.predict(novel_x))
 
     from snownlp import SnowNLP

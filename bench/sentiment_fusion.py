@@ -51,8 +51,8 @@ def score_tables(items, copies, fusion) -> dict[str, dict[str, float]]:
     (what the fit minimises) of each modality and subset, over the same posts."""
     from sklearn.metrics import log_loss
 
-    from polyglm.pipelines.sentiment import LABELS
-    from polyglm.pipelines.sentiment_fusion import fuse, fuse_views, subsets
+    from polyglm.pipelines.sentiment import LABELS, modality_reading
+    from polyglm.pipelines.sentiment_fusion import fuse, subsets
     from polyglm.pipelines.sentiment_memory import load_memory
 
     memory = load_memory()
@@ -64,7 +64,7 @@ def score_tables(items, copies, fusion) -> dict[str, dict[str, float]]:
             picks[f"{modality}:{view}"] = lambda views, _, m=modality, v=view: views[m].get(v, {"": 1.0})
     for subset in [(m,) for m in MODALITIES] + subsets(MODALITIES):
         picks["+".join(subset)] = lambda views, seen, subset=subset: fuse(
-            {m: memory.recall(fuse_views(m, views[m], fusion), seen.get(m, {})) for m in subset}, fusion
+            {m: modality_reading(m, views[m], fusion, memory, seen.get(m, {})) for m in subset}, fusion
         )
     gold = [label for _, label in items]
     tables: dict[str, dict[str, float]] = {"accuracy": {}, "log_loss": {}}

@@ -298,10 +298,7 @@ class ScenarioAssistant:
         trained scorer (`label_scorers:`) is labelled by it instead, or taken from `given` when the caller has
         scored it already. `read`: the attachments when the caller has read them already."""
         read = read if read is not None else self.read(images, audio)
-        chosen = dict(given or {})
-        for name, scorer in self.pack.label_scorers.items():
-            if name not in chosen:
-                chosen[name] = SCORERS[scorer](self.platform, message, images, audio, read, self.pack.labels[name])
+        chosen = self.labels_by_trained_scorers(message, images, audio, read, given)
         by_words = {name: labels for name, labels in self.pack.labels.items() if name not in chosen}
         if by_words:
             content = user_content(message, read, self.lang)
@@ -312,6 +309,21 @@ class ScenarioAssistant:
                               "probabilities": {label: round(p, 4) for label, p in result["probabilities"].items()}}
                        for name, result in scored.items()}  # fmt: skip
         return {name: chosen[name] for name in self.pack.labels}
+
+    def labels_by_trained_scorers(
+        self, message: str, images: Sequence[Any], audio: Sequence[Any], read: ReadAttachments | None = None,
+        given: Mapping[str, dict] | None = None,
+    ) -> dict[str, dict]:  # fmt: skip
+        """The sets the pack hands to a trained scorer (`label_scorers:`), each from `given` when the caller has
+        scored it already, else by its scorer; whichever label method runs, these sets are labelled so."""
+        chosen = dict(given or {})
+        missing = [name for name in self.pack.label_scorers if name not in chosen]
+        if missing:
+            read = read if read is not None else self.read(images, audio)
+            for name in missing:
+                scorer = SCORERS[self.pack.label_scorers[name]]
+                chosen[name] = scorer(self.platform, message, images, audio, read, self.pack.labels[name])
+        return chosen
 
     @cached_property
     def labelled_posts(self) -> tuple[list[tuple[str, str, dict[str, str]]], Any]:
@@ -349,11 +361,7 @@ class ScenarioAssistant:
         nearest = self.nearest_posts(message, NEIGHBOURS)
         if not nearest:
             raise InputError(f"scenario {self.pack.name!r} has no labelled {self.lang} posts in its fine-tune data")
-        chosen = {}
-        if self.pack.label_scorers:
-            read = self.read(images, audio)
-            chosen = {name: SCORERS[scorer](self.platform, message, images, audio, read, self.pack.labels[name])
-                      for name, scorer in self.pack.label_scorers.items()}  # fmt: skip
+        chosen = self.labels_by_trained_scorers(message, images, audio)
         for name, labels in self.pack.labels.items():
             if name in chosen:
                 continue

@@ -34,7 +34,7 @@ from polyglm.pipelines.attachments import ReadAttachments, adapter_modalities
 from polyglm.pipelines.chat import language_of
 from polyglm.pipelines.label_scoring import answer_format, item_conversation, read_item, score_conversations
 from polyglm.pipelines.sentiment_fusion import Fusion, fuse, fuse_views, load_fusion
-from polyglm.pipelines.sentiment_memory import load_memory
+from polyglm.pipelines.sentiment_memory import LabelMemory, load_memory
 from polyglm.pipelines.sentiment_ngram import VIEW
 from polyglm.pipelines.sentiment_ngram import reads as reads_chinese
 from polyglm.platform.errors import InputError
@@ -416,8 +416,8 @@ def analyse_batch(
         uncalibrated = {m: {**{v: a["probabilities"] for v, a in views.items()}, **ngrams[m]}
                         for m, views in answers.items()}  # fmt: skip
         seen = {m: copies[number, m] for m in rows}  # labelled posts each modality's words repeat
-        alone = {m: memory.recall(fuse_views(m, views, fusion), seen[m]) for m, views in by_view.items()}
-        raw = {m: memory.recall(fuse_views(m, views, fusion), seen[m]) for m, views in uncalibrated.items()}
+        alone = {m: modality_reading(m, views, fusion, memory, seen[m]) for m, views in by_view.items()}
+        raw = {m: modality_reading(m, views, fusion, memory, seen[m]) for m, views in uncalibrated.items()}
         if ngram.model is None and any((number, m) in chinese for m in rows):
             notes = (*notes, ngram.status)
         if not memory.counts:
@@ -438,6 +438,14 @@ def analyse_batch(
             by_modality=alone, by_view=by_view,
         ))  # fmt: skip
     return results
+
+
+def modality_reading(
+    modality: str, views: dict[str, dict[str, float]], fusion: Fusion, memory: LabelMemory, copies: dict[str, int]
+) -> dict[str, float]:
+    """What one modality says: its views fused by the fitted weights, then updated by the labels of the
+    labelled posts its words repeat (`copies`: {} when they repeat none)."""
+    return memory.recall(fuse_views(modality, views, fusion), copies)
 
 
 def attribution_view(

@@ -52,7 +52,7 @@ class LabelMemory:
 
     counts: dict[str, dict[str, int]]
     concentration: float
-    sha256: str  # of the (text, label) pairs, so an eval run cannot resume over another memory
+    sha256: str  # of `counts` (the keys as looked up), so an eval run cannot resume over another memory
     status: str  # "labelled memory of N posts" or why there is none
 
     def copies(self, text: str) -> dict[str, int]:
