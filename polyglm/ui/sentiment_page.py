@@ -131,12 +131,13 @@ def _attribution(result: SentimentResult) -> None:
 
 def _evidence(shown: Shown) -> None:
     result = shown.result
-    ocr, transcripts = result.evidence.get("ocr") or [], result.evidence.get("transcripts") or []
-    names = {"ocr": shown.image_names, "transcripts": shown.audio_names}
-    for key, title, icon, texts in (
-        ("ocr", "Text in the images (OCR)", ":material/document_scanner:", ocr),
-        ("transcripts", "Transcripts of the voice notes", ":material/record_voice_over:", transcripts),
+    names = {"ocr": shown.image_names, "transcripts": shown.audio_names, "syllables": shown.audio_names}
+    for key, title, icon in (
+        ("ocr", "Text in the images (OCR)", ":material/document_scanner:"),
+        ("transcripts", "Transcripts of the voice notes", ":material/record_voice_over:"),
+        ("syllables", "Syllables heard in the voice notes (pinyin, toneless)", ":material/graphic_eq:"),
     ):
+        texts = result.evidence.get(key) or []
         if not texts:
             continue
         with st.expander(title, icon=icon, expanded=True):

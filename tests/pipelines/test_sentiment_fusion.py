@@ -211,15 +211,19 @@ def test_the_shipped_offline_fusion_matches_the_shipped_head_and_calibration():
     calibration = json.loads((folder / "calibration.json").read_text())
     head = hashlib.sha256((folder / "head" / "head.safetensors").read_bytes()).hexdigest()
     ngram = load_ngram().model.sha256
+    heard = json.loads((ADAPTER_ROOT / "offline" / "syllables" / "manifest.json").read_text())
+    syllables = f"{heard['sha256']['head.safetensors']}+{load_ngram(analyzer='syllables').model.sha256}"
     assert record["head"] == head and record["temperature"] == calibration["temperature"]
-    assert record["ngram"] == ngram
-    assert load_fusion("offline", head, calibration["temperature"], ngram, folder / "fusion.json").status == "fitted"
+    assert record["ngram"] == ngram and record["syllables"] == syllables
+    fitted = load_fusion("offline", head, calibration["temperature"], ngram, folder / "fusion.json", syllables)
+    assert fitted.status == "fitted"
     # on the validation posts it was fitted on: every combination's log loss is no worse than its best
     # modality's, and a picture scores better read both ways than by its adapter prompt alone
     loss, accuracy = record["validation"]["fitted"]["log_loss"], record["validation"]["fitted"]["accuracy"]
     for together in subsets(("text", "image", "audio")):
         assert loss["+".join(together)] <= min(loss[m] for m in together)
     assert accuracy["image"] > accuracy["image:image"] and accuracy["text"] > accuracy["audio"]
+    assert accuracy["audio:syllables"] > accuracy["audio:transcript"] + 0.2  # 0.735 against 0.443
 
 
 def test_an_eval_record_keeps_the_views_the_fusion_is_fitted_on(tiny_platform, tmp_path):

@@ -84,7 +84,7 @@ def test_a_damaged_model_is_not_read_and_the_status_names_the_file_and_the_fix(d
 
 
 def forget(platform) -> None:
-    for key in ("sentiment_ngram", "sentiment_fusion"):
+    for key in ("sentiment_ngram", "sentiment_syllables", "sentiment_fusion"):
         platform.forget(key)
 
 
@@ -103,7 +103,7 @@ def test_chinese_words_are_also_read_by_the_ngram_model_and_english_ones_are_not
 
 def test_without_a_readable_model_chinese_words_get_the_head_alone_and_a_note(media_platform, damaged, monkeypatch):  # noqa: F811
     (damaged / "vocabulary.json").write_text("[]")
-    monkeypatch.setattr(sentiment_ngram, "ngram_dir", lambda: damaged)
+    monkeypatch.setattr(sentiment_ngram, "ngram_dir", lambda analyzer="char": damaged)
     forget(media_platform)
     try:
         result = analyse(media_platform, SentimentInput(text="房间很干净，服务也热情"))
