@@ -611,7 +611,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     syllables = commands.add_parser(
         "train-syllables",
-        help="train the head that hears Mandarin voice notes as pinyin syllables (speech made here; ~20 min)",
+        help="train the head that hears Mandarin voice notes as pinyin syllables (speech made here; ~30 min)",
         epilog=EXAMPLES["train-syllables"],
     )
     syllables.add_argument("--profile", default="offline")

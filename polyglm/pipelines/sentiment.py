@@ -47,6 +47,8 @@ LABELS = LABEL_SCORERS["sentiment"]  # negative, neutral, positive: what a pack'
 ANSWER = "sentiment"  # the scored answer is {"sentiment": "<label>"}
 MODALITIES = ("text", "image", "audio")
 SYLLABLES = ANALYZERS["syllables"].view
+UNSURE_SYLLABLES = ("voice notes not read as syllables: the syllable head, trained on espeak-ng Mandarin, is unsure of "
+                    "what it heard (another language or voice); their transcript is read")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -341,24 +343,30 @@ def sentiment_syllables(platform: Platform) -> SyllableView:
     return platform.cached("sentiment_syllables", build)
 
 
-def heard_syllables(platform: Platform, view: SyllableView, clips: Sequence[Any]) -> list[str]:
-    """The syllables heard in each clip (kept in the media cache beside the transcripts)."""
+def heard_syllables(platform: Platform, view: SyllableView, clips: Sequence[Any]) -> list[Any]:
+    """What the syllable head heard in each clip (kept in the media cache beside the transcripts)."""
     from polyglm.pipelines.attachments import cached_texts
+    from polyglm.pipelines.speech_syllables import Heard
 
-    what = f"syllables:{view.reader.sha256[:16]}"
-    return cached_texts(platform, "speech", list(clips), lambda clip: view.reader.hear(platform.speech, clip), what)
+    def hear(clip: Any) -> str:
+        return view.reader.hear(platform.speech, clip).stored()
+
+    stored = cached_texts(platform, "speech", list(clips), hear, f"heard:{view.reader.sha256[:16]}")
+    return [Heard.from_stored(line) for line in stored]
 
 
 def syllable_views(
     platform: Platform, view: SyllableView, voiced: dict[int, SentimentInput]
-) -> dict[int, tuple[list[str], dict[str, float]]]:
-    """Post number -> (the syllables heard in each of its voice notes, the syllable model's probabilities),
-    for the posts in `voiced`."""
+) -> dict[int, tuple[list[str], dict[str, float] | None]]:
+    """Post number -> (the syllables heard in each of its voice notes, the syllable model's probabilities, or
+    None when the head heard no voice note as the Mandarin it was trained on), for the posts in `voiced`."""
     if view.sha256 is None or not voiced:
         return {}
     heard = {n: heard_syllables(platform, view, item.audio) for n, item in voiced.items()}
-    read = view.model.probabilities([" ".join(clips) for clips in heard.values()])
-    return {n: (heard[n], p) for n, p in zip(heard, read, strict=True)}
+    sure = {n: " ".join(h.syllables for h in clips if h.mandarin) for n, clips in heard.items()}
+    sure = {n: syllables for n, syllables in sure.items() if syllables}
+    read = dict(zip(sure, view.model.probabilities(list(sure.values())), strict=True)) if sure else {}
+    return {n: ([h.syllables for h in clips], read.get(n)) for n, clips in heard.items()}
 
 
 def ngram_views(ngram, chinese: dict[tuple[int, str], str]) -> dict[tuple[int, str], dict[str, float]]:
@@ -467,7 +475,7 @@ def analyse_batch(
         answers = {m: {v: scored[row][ANSWER] for v, row in read_as.items()} for m, read_as in rows.items()}
         temperature = calibration.temperature
         ngrams = {m: {VIEW: by_ngram[number, m]} if (number, m) in by_ngram else {} for m in rows}
-        if number in by_syllables:
+        if number in by_syllables and by_syllables[number][1] is not None:
             ngrams["audio"][SYLLABLES] = by_syllables[number][1]
         by_view = {m: {**{v: calibrated(a["scores"], temperature) for v, a in views.items()}, **ngrams[m]}
                    for m, views in answers.items()}  # fmt: skip
@@ -487,8 +495,10 @@ def analyse_batch(
         view = attribution_view(alone, together, fusion, label) if attribution else {}
         evidence = {"ocr": read.ocr, "transcripts": read.transcripts,
                     "labelled_copies": {m: found for m, found in seen.items() if found}}  # fmt: skip
-        if number in by_syllables:
+        if number in by_syllables and by_syllables[number][1] is not None:
             evidence["syllables"] = by_syllables[number][0]
+        elif number in by_syllables:
+            notes = (*notes, UNSURE_SYLLABLES)
         pack_labels: dict[str, dict] = {}
         if scenario:
             pack_labels, evidence["guideline"] = pack_view(platform, scenario, item, read, lang, together)

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from functools import cached_property
 from pathlib import Path
@@ -55,7 +55,13 @@ class Analyzer:
     view: str  # the view's name in results, eval records and fusion.json
     features: dict  # TfidfVectorizer's analyzer options
     described: str  # for the manifest
-    spelt: str = ""  # "module:function" turning a post's text into what the model reads (training only)
+    spell: Callable[[str], str] | None = None  # a post's text -> what the model reads (training); None: as is
+
+
+def said_syllables(text: str) -> str:
+    from polyglm.pipelines.speech_syllables import syllable_text
+
+    return syllable_text(text)
 
 
 # "syllables" reads a Chinese voice note as the pinyin syllables speech_syllables.py hears in it: trained on
@@ -63,8 +69,7 @@ class Analyzer:
 ANALYZERS = {
     "char": Analyzer("sentiment-ngram", VIEW, {"analyzer": "char"}, "character 1-3-grams"),
     "syllables": Analyzer("sentiment-syllables", "syllables", {"analyzer": "word", "token_pattern": r"\S+"},
-                          "pinyin syllable 1-3-grams (toneless, as espeak-ng says them)",
-                          "polyglm.pipelines.speech_syllables:syllable_text"),
+                          "pinyin syllable 1-3-grams (toneless, as espeak-ng says them)", said_syllables),
 }  # fmt: skip
 
 
@@ -95,14 +100,12 @@ def vectorizer(vocabulary: Sequence[str] | None = None, min_df: int = 1, analyze
 
 def spelt(rows: Sequence[Example], analyzer: str) -> list[Example]:
     """The rows with their text as the analyzer reads it (espeak-ng's syllables: two processes at a time)."""
-    import importlib
     from concurrent.futures import ThreadPoolExecutor
     from dataclasses import replace
 
-    if not ANALYZERS[analyzer].spelt:
+    spell = ANALYZERS[analyzer].spell
+    if spell is None:
         return list(rows)
-    module, name = ANALYZERS[analyzer].spelt.split(":")
-    spell = getattr(importlib.import_module(module), name)
     with ThreadPoolExecutor(2) as pool:  # each call waits on an espeak-ng process
         texts = list(pool.map(spell, [row.text for row in rows]))
     return [replace(row, text=text) for row, text in zip(rows, texts, strict=True)]

@@ -54,7 +54,7 @@ def test_a_trimmed_pass_over_a_full_window_is_whispers_own_encoder(tiny_platform
 @pytest.fixture(scope="module")
 def tiny_head(tiny_platform, tmp_path_factory):
     folder = tmp_path_factory.mktemp("syllables")
-    options = SyllableOptions(lines=8, validation_lines=2, epochs=3, batch_size=4, min_count=1,
+    options = SyllableOptions(lines=8, validation_lines=2, epochs=40, batch_size=4, min_count=1, lr=1e-2,
                               work_dir=folder / "work", out_dir=folder / "head")  # fmt: skip
     return train_syllables(tiny_platform, options), folder
 
@@ -70,9 +70,10 @@ def test_training_speaks_encodes_and_writes_a_head_that_hears_syllables(tiny_pla
     assert loaded.reader is not None, loaded.status
     clip = speech_syllables.speak("服务太差了", speech_syllables.VOICE, 165, 50)
     heard = loaded.reader.hear(tiny_platform.speech, clip)
-    assert isinstance(heard, str) and set(heard.split()) <= {
-        s for u in loaded.reader.units for s in syllables_from_units([u])
-    } | {a + b for a in loaded.reader.units for b in loaded.reader.units}
+    assert 0 <= heard.confidence <= 1 and speech_syllables.Heard.from_stored(heard.stored()) == heard
+    assert set(heard.syllables.split()) <= {s for u in loaded.reader.units for s in syllables_from_units([u])} | {
+        a + b for a in loaded.reader.units for b in loaded.reader.units
+    }
     # a second run finds every clip kept and speaks nothing again
     before = sorted(p.stat().st_mtime_ns for p in (folder / "work").rglob("*.pt"))
     lines = speech_syllables.spoken_lines(SyllableOptions(lines=8, validation_lines=2))
@@ -114,15 +115,16 @@ def test_the_syllable_model_learns_from_what_is_said_and_reads_only_its_own_kind
 def test_a_voice_note_is_heard_as_syllables_and_read_by_the_syllable_model(media_platform, tiny_head, monkeypatch):  # noqa: F811
     """The pipeline's wiring on the tiny profile (a head trained above, the shipped syllable n-gram model):
     the view, its evidence, and without a head a note that says why and no view."""
-    from polyglm.pipelines.sentiment import SYLLABLES, SentimentInput, analyse
+    from polyglm.pipelines.sentiment import SYLLABLES, UNSURE_SYLLABLES, SentimentInput, analyse
 
     _, folder = tiny_head
     clip = speech_syllables.speak("服务太差了，再也不来了", speech_syllables.VOICE, 165, 50)
     reader = load_syllables(media_platform, folder / "head").reader
     keys = ("sentiment_syllables", "sentiment_fusion")
 
-    def judged(head_folder):
+    def judged(head_folder, min_confidence=0.0):  # a head on tiny random-weight frames is never sure
         monkeypatch.setattr(speech_syllables, "syllables_dir", lambda profile: head_folder)
+        monkeypatch.setattr(speech_syllables, "MIN_CONFIDENCE", min_confidence)
         for key in keys:
             media_platform.forget(key)
         try:
@@ -132,11 +134,13 @@ def test_a_voice_note_is_heard_as_syllables_and_read_by_the_syllable_model(media
                 media_platform.forget(key)
 
     result = judged(folder / "head")
-    heard = reader.hear(media_platform.speech, clip)
+    heard = reader.hear(media_platform.speech, clip).syllables
     assert result.evidence["syllables"] == [heard]
     model = load_ngram(analyzer="syllables").model
     assert result.by_view["audio"][SYLLABLES] == pytest.approx(model.probabilities([heard])[0])
-    assert not any("syllable head" in note for note in result.notes)
+    assert not any("syllable" in note for note in result.notes)
+    unsure = judged(folder / "head", min_confidence=1.01)
+    assert SYLLABLES not in unsure.by_view["audio"] and UNSURE_SYLLABLES in unsure.notes
     without = judged(folder / "none")
     assert SYLLABLES not in without.by_view["audio"] and "syllables" not in without.evidence
     assert any("no syllable head for profile 'tiny'" in note for note in without.notes)
