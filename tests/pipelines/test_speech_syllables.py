@@ -79,6 +79,10 @@ def test_training_speaks_encodes_and_writes_a_head_that_hears_syllables(tiny_pla
     lines = speech_syllables.spoken_lines(SyllableOptions(lines=8, validation_lines=2))
     speech_syllables.make_frames(tiny_platform, lines, folder / "work", 0)
     assert sorted(p.stat().st_mtime_ns for p in (folder / "work").rglob("*.pt")) == before
+    # another run's lines under the same numbers are spoken again, never read back as these
+    other = speech_syllables.spoken_lines(SyllableOptions(lines=6, validation_lines=2))
+    kept = speech_syllables.make_frames(tiny_platform, other, folder / "work", 0)
+    assert [row["text"] for row in kept["train"]] == other["train"] != lines["train"][:6]
 
 
 def test_a_damaged_or_foreign_head_is_refused_with_the_fix(tiny_platform, tiny_head, tmp_path):
