@@ -72,7 +72,7 @@ MEDIA = {
 # The media prompt carries the adapter features where the profile has an adapter for the modality.
 VIEW_NAMES = {"image": "image prompt", "ocr": "its OCR text as a post", "audio": "voice-note prompt",
               "transcript": "its transcript as a post", "text": "the text",
-              "ngram": "its words by the n-gram model", "syllables": "the syllables heard in it"}  # fmt: skip
+              VIEW: "its words by the n-gram model", SYLLABLES: "the syllables heard in it"}  # fmt: skip
 MAX_TEXT_CHARS = 8_000  # longer texts are refused with the limit and the fix, not silently cut
 INSTRUCTION = (
     "You are a sentiment classifier. Read the user's post (its text, and any attached image or voice note "
@@ -358,16 +358,17 @@ def heard_syllables(platform: Platform, view: SyllableView, clips: Sequence[Any]
 
 def syllable_views(
     platform: Platform, view: SyllableView, voiced: dict[int, SentimentInput]
-) -> dict[int, tuple[list[str], dict[str, float] | None]]:
-    """Post number -> (the syllables heard in each of its voice notes, the syllable model's probabilities, or
-    None when the head heard no voice note as the Mandarin it was trained on), for the posts in `voiced`."""
+) -> tuple[dict[int, list[str]], dict[int, dict[str, float]]]:
+    """For the posts in `voiced`: post number -> the syllables heard in each of its voice notes, and post
+    number -> the syllable model's probabilities, for the posts with a voice note the head heard as the
+    Mandarin it was trained on."""
     if view.sha256 is None or not voiced:
-        return {}
+        return {}, {}
     heard = {n: heard_syllables(platform, view, item.audio) for n, item in voiced.items()}
     sure = {n: " ".join(h.syllables for h in clips if h.mandarin) for n, clips in heard.items()}
     sure = {n: syllables for n, syllables in sure.items() if syllables}
     read = dict(zip(sure, view.model.probabilities(list(sure.values())), strict=True)) if sure else {}
-    return {n: ([h.syllables for h in clips], read.get(n)) for n, clips in heard.items()}
+    return {n: [h.syllables for h in clips] for n, clips in heard.items()}, read
 
 
 def ngram_views(ngram, chinese: dict[tuple[int, str], str]) -> dict[tuple[int, str], dict[str, float]]:
@@ -467,7 +468,7 @@ def analyse_batch(
     # Every voice note is heard, not only those Whisper transcribed as Chinese: it wrote nothing or Latin
     # letters for a third of the Mandarin validation clips. The head's own confidence decides (Heard.mandarin).
     voiced = {n: item for n, (item, *_, rows) in enumerate(prepared) if "audio" in rows}
-    by_syllables = syllable_views(platform, syllables, voiced)
+    heard, by_syllables = syllable_views(platform, syllables, voiced)
     memory = load_memory()
     copies = {key: memory.copies(text) for key, text in words.items()}
     results = []
@@ -475,8 +476,8 @@ def analyse_batch(
         answers = {m: {v: scored[row][ANSWER] for v, row in read_as.items()} for m, read_as in rows.items()}
         temperature = calibration.temperature
         ngrams = {m: {VIEW: by_ngram[number, m]} if (number, m) in by_ngram else {} for m in rows}
-        if number in by_syllables and by_syllables[number][1] is not None:
-            ngrams["audio"][SYLLABLES] = by_syllables[number][1]
+        if number in by_syllables:
+            ngrams["audio"][SYLLABLES] = by_syllables[number]
         by_view = {m: {**{v: calibrated(a["scores"], temperature) for v, a in views.items()}, **ngrams[m]}
                    for m, views in answers.items()}  # fmt: skip
         uncalibrated = {m: {**{v: a["probabilities"] for v, a in views.items()}, **ngrams[m]}
@@ -495,9 +496,9 @@ def analyse_batch(
         view = attribution_view(alone, together, fusion, label) if attribution else {}
         evidence = {"ocr": read.ocr, "transcripts": read.transcripts,
                     "labelled_copies": {m: found for m, found in seen.items() if found}}  # fmt: skip
-        if number in by_syllables and by_syllables[number][1] is not None:
-            evidence["syllables"] = by_syllables[number][0]
-        elif number in by_syllables:
+        if number in by_syllables:
+            evidence["syllables"] = heard[number]
+        elif number in heard:
             notes = (*notes, UNSURE_SYLLABLES)
         pack_labels: dict[str, dict] = {}
         if scenario:

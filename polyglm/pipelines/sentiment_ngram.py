@@ -36,6 +36,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from polyglm.pipelines.speech_syllables import syllable_text
 from polyglm.platform.recipes import sha256_file as file_hash
 
 if TYPE_CHECKING:  # sentiment_head imports torch: sentiment.py imports this module at its top
@@ -58,18 +59,12 @@ class Analyzer:
     spell: Callable[[str], str] | None = None  # a post's text -> what the model reads (training); None: as is
 
 
-def said_syllables(text: str) -> str:
-    from polyglm.pipelines.speech_syllables import syllable_text
-
-    return syllable_text(text)
-
-
 # "syllables" reads a Chinese voice note as the pinyin syllables speech_syllables.py hears in it: trained on
 # the syllables espeak-ng says for each training post (no audio needed), it reads what the speech head heard.
 ANALYZERS = {
     "char": Analyzer("sentiment-ngram", VIEW, {"analyzer": "char"}, "character 1-3-grams"),
     "syllables": Analyzer("sentiment-syllables", "syllables", {"analyzer": "word", "token_pattern": r"\S+"},
-                          "pinyin syllable 1-3-grams (toneless, as espeak-ng says them)", said_syllables),
+                          "pinyin syllable 1-3-grams (toneless, as espeak-ng says them)", syllable_text),
 }  # fmt: skip
 
 

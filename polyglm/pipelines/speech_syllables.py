@@ -142,6 +142,14 @@ def make_head(dim: int, units: int, hidden: int):
     return SyllableHead()
 
 
+def heard_units(head: Any, frames: Any, units: Sequence[str]) -> tuple[list[str], float]:
+    """The units the head hears in one clip's (T, D) frames, and how sure it is of them (greedy_units)."""
+    import torch
+
+    with torch.inference_mode():
+        return greedy_units(head(frames.float()[None])[0], units)
+
+
 def greedy_units(log_probs, units: Sequence[str]) -> tuple[list[str], float]:
     """Best path: repeats merged, blanks dropped; and the mean probability of the units it chose (the frames
     where it heard a unit, not a blank: 0.0 when it heard none)."""
@@ -236,16 +244,10 @@ def error_rate(references: Sequence[Sequence[str]], hypotheses: Sequence[Sequenc
 
 
 def evaluate(head: Any, rows: Sequence[dict], units: Sequence[str]) -> dict:
-    import torch
-
-    heard_units, heard = [], []
-    with torch.inference_mode():
-        for row in rows:
-            picked, _ = greedy_units(head(row["frames"].float()[None])[0], units)
-            heard_units.append(picked)
-            heard.append(syllables_from_units(picked))
+    picked = [heard_units(head, row["frames"], units)[0] for row in rows]
+    heard = [syllables_from_units(p) for p in picked]
     said_units = [[u for s in row["syllables"] for u in units_of(s)] for row in rows]
-    return {"items": len(rows), "unit_error_rate": error_rate(said_units, heard_units),
+    return {"items": len(rows), "unit_error_rate": error_rate(said_units, picked),
             "syllable_error_rate": error_rate([row["syllables"] for row in rows], heard)}  # fmt: skip
 
 
@@ -342,11 +344,7 @@ class SyllableReader:
 
     def hear(self, encoder: Any, clip: Any) -> Heard:
         """The syllables heard in one clip and how sure the head is of them."""
-        import torch
-
-        with torch.inference_mode():
-            log_probs = self.head(head_frames(encoder, clip)[None])[0]
-        units, confidence = greedy_units(log_probs, self.units)
+        units, confidence = heard_units(self.head, head_frames(encoder, clip), self.units)
         return Heard(" ".join(syllables_from_units(units)), round(confidence, 4))
 
 
