@@ -322,6 +322,13 @@ def cmd_sentiment_ngram(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_spoken_memory(args: argparse.Namespace) -> int:
+    from polyglm.pipelines.sentiment_memory import spell_memory
+
+    print(json.dumps(spell_memory(Path(args.out) if args.out else None), ensure_ascii=False, indent=2))
+    return 0
+
+
 def cmd_train_syllables(args: argparse.Namespace) -> int:
     from polyglm.pipelines.speech_syllables import SyllableOptions, train_syllables
     from polyglm.platform.loader import load_platform
@@ -609,6 +616,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ngram.add_argument("--out", help="model folder (default: polyglm/adapters/sentiment-ngram, or sentiment-syllables)")
     ngram.set_defaults(handler=cmd_sentiment_ngram)
+
+    spoken = commands.add_parser(
+        "spoken-memory",
+        help="spell the labelled posts as the syllables a voice note is heard as, so one that says a labelled "
+        "post finds its labels (~4 min)",
+    )
+    spoken.add_argument("--out", help="file (default: polyglm/adapters/sentiment-syllables/spoken_memory.json.gz)")
+    spoken.set_defaults(handler=cmd_spoken_memory)
 
     syllables = commands.add_parser(
         "train-syllables",

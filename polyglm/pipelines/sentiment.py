@@ -37,7 +37,7 @@ from polyglm.pipelines.attachments import ReadAttachments, adapter_modalities
 from polyglm.pipelines.chat import language_of
 from polyglm.pipelines.label_scoring import answer_format, item_conversation, read_item, score_conversations
 from polyglm.pipelines.sentiment_fusion import Fusion, fuse, fuse_views, load_fusion
-from polyglm.pipelines.sentiment_memory import LabelMemory, load_memory
+from polyglm.pipelines.sentiment_memory import LabelMemory, load_memory, load_spoken_memory
 from polyglm.pipelines.sentiment_ngram import ANALYZERS, VIEW
 from polyglm.pipelines.sentiment_ngram import reads as reads_chinese
 from polyglm.platform.errors import InputError
@@ -148,12 +148,14 @@ class SentimentResult:
         return self.fusion.describe(self.modalities, self.by_view)
 
     def copies_read(self, modality: str) -> str:
-        """ "its words stand on 3 labelled posts: negative 3", or "" when they stand on none."""
+        """ "its words stand on 3 labelled posts: negative 3" ("it sounds like" for a voice note, looked up by
+        the syllables heard), or "" when they stand on none."""
         found = self.evidence.get("labelled_copies", {}).get(modality)
         if not found:
             return ""
         counts = ", ".join(f"{label} {count}" for label, count in sorted(found.items(), key=lambda kv: -kv[1]))
-        return f"its words stand on {sum(found.values())} labelled posts: {counts}"
+        where = "it sounds like" if modality == "audio" and "syllables" in self.evidence else "its words stand on"
+        return f"{where} {sum(found.values())} labelled posts: {counts}"
 
     def views_read(self, modality: str) -> str:
         """ "image prompt neutral, positive 0.412 · its OCR text as a post positive, positive 0.830": what each
@@ -471,6 +473,9 @@ def analyse_batch(
     heard, by_syllables = syllable_views(platform, syllables, voiced)
     memory = load_memory()
     copies = {key: memory.copies(text) for key, text in words.items()}
+    spoken = load_spoken_memory() if heard else None
+    for number, clips in heard.items():  # a voice note is looked up by what was heard, not by its transcript
+        copies[number, "audio"] = spoken.copies(" ".join(clips)) or copies[number, "audio"]
     results = []
     for number, (item, read, present, empty, notes, lang, rows) in enumerate(prepared):
         answers = {m: {v: scored[row][ANSWER] for v, row in read_as.items()} for m, read_as in rows.items()}
@@ -491,6 +496,8 @@ def analyse_batch(
             notes = (*notes, syllables.status)
         if not memory.counts:
             notes = (*notes, memory.status)
+        if number in heard and not spoken.spoken:
+            notes = (*notes, spoken.status)
         together = fuse(alone, fusion)
         label = max(together, key=together.get)
         view = attribution_view(alone, together, fusion, label) if attribution else {}

@@ -25,14 +25,17 @@ novel test lines apart.
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
 import math
 import unicodedata
+import zlib
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -114,3 +117,92 @@ def load_memory() -> LabelMemory:
         return build_memory(labelled_posts())
     except (ImportError, OSError) as exc:
         return LabelMemory({}, 1.0, "", f"no labelled memory ({exc}): posts are read by the models alone")
+
+
+# ---------------------------------------------------------------- the memory, heard
+# A voice note is not looked up by its transcript: Whisper-base writes espeak-ng's Mandarin so garbled that no
+# transcript of the bench's 126 Chinese voice notes stood on a labelled post, against 86 of their texts. It is
+# looked up by the syllables the speech head heard (speech_syllables.py) among the syllables espeak-ng says for
+# the memory's Chinese texts, shipped in the syllable n-gram model's folder (`polyglm spoken-memory` writes
+# them, ~4 min). Texts that sound alike (punctuation and spacing are not heard) pool their labels.
+SPOKEN_FILE = "spoken_memory.json.gz"
+SPOKEN_COMMAND = "polyglm spoken-memory"
+# Nearest spoken text within this many syllable edits per syllable heard. Measured on the bench's 153 voice
+# notes (2026-12-01): the 86 whose text stands on a labelled post were 0-0.27 edits per syllable from it (80
+# within 0.1), every other voice note 0.62 or more from anything. Clean syllables of the 763 test lines
+# with no exact copy found near copies (punctuation, spaces) for 233 within 0.2, every one of the same label.
+NEAR = 0.2
+MIN_SPOKEN = 5  # syllables: a shorter clip is too easily heard as some other short post
+
+
+@dataclass(frozen=True)
+class SpokenMemory:
+    """The memory's Chinese texts as syllables: the labels of the labelled posts a voice note says."""
+
+    spoken: tuple[tuple[str, ...], ...]  # distinct syllable sequences
+    counts: tuple[dict[str, int], ...]  # label counts of the memory texts that sound like each
+    sha256: str  # of the shipped file: an eval run names it
+    status: str  # "spoken memory of N texts" or why voice notes are not looked up
+
+    def copies(self, heard: str) -> dict[str, int]:
+        """Label counts of the labelled posts nearest to the syllables heard (pooled when several are as near);
+        {} when none is within NEAR edits per syllable or fewer than MIN_SPOKEN syllables were heard."""
+        from rapidfuzz import process
+        from rapidfuzz.distance import Levenshtein
+
+        units = heard.split()
+        if len(units) < MIN_SPOKEN or not self.spoken:
+            return {}
+        found = process.extract(units, self.spoken, scorer=Levenshtein.distance,
+                                score_cutoff=int(NEAR * len(units)), limit=None)  # fmt: skip
+        nearest = min((distance for _, distance, _ in found), default=None)
+        pooled: Counter = Counter()
+        for _, distance, index in found:
+            if distance == nearest:
+                pooled.update(self.counts[index])
+        return dict(sorted(pooled.items()))
+
+
+def spoken_path() -> Path:
+    from polyglm.pipelines.sentiment_ngram import ngram_dir
+
+    return ngram_dir("syllables") / SPOKEN_FILE
+
+
+def spell_memory(out: Path | None = None) -> dict:
+    """Write the syllables espeak-ng says for each Chinese text of the memory (what `load_spoken_memory` reads)."""
+    from polyglm.pipelines.sentiment_head import Example
+    from polyglm.pipelines.sentiment_ngram import reads, spelt
+
+    memory, out = load_memory(), Path(out or spoken_path())
+    keys = [key for key in memory.counts if reads(key)]
+    rows = spelt([Example(key, "", "memory") for key in keys], "syllables")
+    said = {key: row.text for key, row in zip(keys, rows, strict=True)}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with gzip.open(out, "wt", encoding="utf-8") as file:
+        json.dump({"memory": memory.sha256, "spoken": said}, file, ensure_ascii=False, sort_keys=True)
+    return {"file": str(out), "texts": len(said), "of": len(memory.counts), "memory": memory.sha256,
+            "sha256": hashlib.sha256(out.read_bytes()).hexdigest()}  # fmt: skip
+
+
+@lru_cache(maxsize=1)
+def load_spoken_memory(path: Path | None = None) -> SpokenMemory:
+    """The memory's texts as heard, for the texts of today's memory the shipped file spells."""
+    path = Path(path or spoken_path())
+    memory = load_memory()
+    try:
+        raw = path.read_bytes()
+        said = json.loads(gzip.decompress(raw))["spoken"]
+        if not isinstance(said, dict):
+            raise ValueError("its 'spoken' is not a map of texts to syllables")
+    except (OSError, EOFError, ValueError, KeyError, TypeError, zlib.error) as exc:
+        fix = f"restore the file or rebuild it with `{SPOKEN_COMMAND}`"
+        return SpokenMemory((), (), "", f"no spoken memory ({path}: {exc}): voice notes are not looked up among "
+                                        f"the labelled posts; {fix}")  # fmt: skip
+    groups: dict[str, Counter] = {}
+    for key, counts in memory.counts.items():
+        if said.get(key):
+            groups.setdefault(said[key], Counter()).update(counts)
+    spoken = tuple(tuple(syllables.split()) for syllables in groups)
+    return SpokenMemory(spoken, tuple(dict(sorted(c.items())) for c in groups.values()),
+                        hashlib.sha256(raw).hexdigest(), f"spoken memory of {len(groups)} texts")  # fmt: skip

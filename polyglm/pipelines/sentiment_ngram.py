@@ -101,8 +101,11 @@ def spelt(rows: Sequence[Example], analyzer: str) -> list[Example]:
     spell = ANALYZERS[analyzer].spell
     if spell is None:
         return list(rows)
+    from tqdm import tqdm
+
     with ThreadPoolExecutor(2) as pool:  # each call waits on an espeak-ng process
-        texts = list(pool.map(spell, [row.text for row in rows]))
+        said = pool.map(spell, [row.text for row in rows])
+        texts = list(tqdm(said, total=len(rows), desc=f"{analyzer} of {len(rows)} texts", unit="text"))
     return [replace(row, text=text) for row, text in zip(rows, texts, strict=True)]
 
 

