@@ -31,6 +31,8 @@ EXAMPLES = {  # `--help` shows one per command
     "polyglm/adapters/offline/sentiment/head; then refit: python bench/sentiment_calibrate.py --profile offline)",
     "sentiment-ngram": "example: polyglm sentiment-ngram   (writes polyglm/adapters/sentiment-ngram; then refit the "
     "fusion: python bench/sentiment_fusion.py --profile offline)",
+    "spoken-memory": "example: polyglm spoken-memory   (writes polyglm/adapters/sentiment-syllables/"
+    "spoken_memory.json.gz; rerun it after the labelled posts change)",
     "train-syllables": "example: polyglm train-syllables --profile offline   (then polyglm sentiment-ngram --analyzer "
     "syllables, and refit the fusion: python bench/sentiment_fusion.py --profile offline)",
 }
@@ -621,6 +623,7 @@ def build_parser() -> argparse.ArgumentParser:
         "spoken-memory",
         help="spell the labelled posts as the syllables a voice note is heard as, so one that says a labelled "
         "post finds its labels (~4 min)",
+        epilog=EXAMPLES["spoken-memory"],
     )
     spoken.add_argument("--out", help="file (default: polyglm/adapters/sentiment-syllables/spoken_memory.json.gz)")
     spoken.set_defaults(handler=cmd_spoken_memory)

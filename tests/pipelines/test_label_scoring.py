@@ -157,7 +157,9 @@ def test_a_head_scores_its_set_from_the_hidden_state_where_the_label_begins(tiny
         assert list(result["mood"]["scores"].values()) == pytest.approx(expected, abs=1e-5)
         assert result["mood"]["label"] == LABELS[int(np.argmax(expected))]
         if result["mood"]["label"] == unheaded[row]["mood"]["label"]:
-            assert result["level"] == unheaded[row]["level"]
+            # the same words after the same label; the two forwards may batch their matmuls differently (~1e-6)
+            level, alone = result["level"], unheaded[row]["level"]
+            assert level["label"] == alone["label"] and level["scores"] == pytest.approx(alone["scores"], abs=1e-4)
 
 
 def test_a_set_scored_by_a_head_costs_one_forward_that_never_runs_the_output_head(tiny_platform):
