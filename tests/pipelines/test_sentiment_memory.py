@@ -106,7 +106,7 @@ def test_a_voice_note_is_looked_up_by_the_nearest_syllables_heard():
     from polyglm.pipelines.sentiment_memory import SpokenMemory
 
     spoken = SpokenMemory((tuple("abcdefghij"), tuple("abcdefghix"), tuple("klmno"), tuple("xyz")),
-                          ({"negative": 2}, {"positive": 1}, {"neutral": 1}, {"positive": 9}), "", "")  # fmt: skip
+                          ({"negative": 2}, {"positive": 1}, {"neutral": 1}, {"positive": 9}), "")  # fmt: skip
 
     def copies(heard: str) -> dict[str, int]:
         return spoken.copies(" ".join(heard))
