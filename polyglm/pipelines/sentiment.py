@@ -154,7 +154,7 @@ class SentimentResult:
         if not found:
             return ""
         counts = ", ".join(f"{label} {count}" for label, count in sorted(found.items(), key=lambda kv: -kv[1]))
-        where = "it sounds like" if modality == "audio" and "syllables" in self.evidence else "its words stand on"
+        where = "it sounds like" if modality == "audio" and self.evidence.get("copies_heard") else "its words stand on"
         return f"{where} {sum(found.values())} labelled posts: {counts}"
 
     def views_read(self, modality: str) -> str:
@@ -474,8 +474,11 @@ def analyse_batch(
     memory = load_memory()
     copies = {key: memory.copies(text) for key, text in words.items()}
     spoken = load_spoken_memory() if heard else None
+    heard_copies = set()  # voice notes whose labelled copies were found by the syllables heard
     for number, clips in heard.items():  # a voice note is looked up by what was heard, not by its transcript
-        copies[number, "audio"] = spoken.copies(" ".join(clips)) or copies[number, "audio"]
+        if found := spoken.copies(" ".join(clips)):
+            copies[number, "audio"] = found
+            heard_copies.add(number)
     results = []
     for number, (item, read, present, empty, notes, lang, rows) in enumerate(prepared):
         answers = {m: {v: scored[row][ANSWER] for v, row in read_as.items()} for m, read_as in rows.items()}
@@ -503,9 +506,11 @@ def analyse_batch(
         view = attribution_view(alone, together, fusion, label) if attribution else {}
         evidence = {"ocr": read.ocr, "transcripts": read.transcripts,
                     "labelled_copies": {m: found for m, found in seen.items() if found}}  # fmt: skip
-        if number in by_syllables:
+        if number in by_syllables or number in heard_copies:  # shown wherever what was heard was used
             evidence["syllables"] = heard[number]
-        elif number in heard:
+        if number in heard_copies:
+            evidence["copies_heard"] = True
+        if number in heard and number not in by_syllables:
             notes = (*notes, UNSURE_SYLLABLES)
         pack_labels: dict[str, dict] = {}
         if scenario:

