@@ -155,6 +155,7 @@ def test_a_damaged_spoken_memory_is_named_with_the_fix(tmp_path):
     assert str(broken) in spoken.status and SPOKEN_COMMAND in spoken.status
 
 
+@pytest.mark.usefixtures("fresh_media_cache")  # the scripted transcript must not be cached for other tests' hum
 def test_a_voice_note_found_by_its_syllables_says_so_even_when_the_head_was_unsure(tiny_platform, monkeypatch):
     """The lookup is not gated on the head's confidence (snownlp-0038 was heard exactly at 0.939, under the
     syllable view's bar): what was heard is shown, and the copies are said to be heard, not read."""
