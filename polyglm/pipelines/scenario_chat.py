@@ -47,7 +47,14 @@ from polyglm.platform.errors import InputError
 from polyglm.platform.fusion import render_messages
 from polyglm.platform.loader import Platform
 from polyglm.platform.multimodal import multimodal_for, text_turn
-from polyglm.scenarios.grounding import UNGROUNDED_SHARE, fallback_answer, pack_terms, support_share, unsupported
+from polyglm.scenarios.grounding import (
+    UNGROUNDED_SHARE,
+    fallback_answer,
+    pack_terms,
+    support_share,
+    unsupported,
+    with_evidence,
+)
 from polyglm.scenarios.loader import few_shot_messages, load_pack, read_jsonl, render_system_prompt
 from polyglm.scenarios.retrieval import build_retriever, quote_passages
 from polyglm.scenarios.schema import ScenarioPack
@@ -390,9 +397,10 @@ class ScenarioAssistant:
         self, answer: str, conversation: Sequence[dict], hits: Sequence[Any], calls: Sequence[dict], message: str,
         trace: list[dict],
     ) -> str:  # fmt: skip
-        """The answer, or, when it states a number, place or pack term that nothing it was shown contains, or
-        when too few of its words were shown to it at all (UNGROUNDED_SHARE), an extractive fallback: the tool
-        results and the passage sentences closest to the question, cited (see grounding.py). Support: the
+        """The answer followed by the evidence it leaves out (tool results it does not state, the passage
+        sentences closest to the question it does not restate, cited), or, when it states a number, place or
+        pack term that nothing it was shown contains, or when too few of its words were shown to it at all
+        (UNGROUNDED_SHARE), an extractive fallback: that evidence alone (see grounding.py). Support: the
         system prompt with the passages, the user's turns (with attachment text), tool results. Not the
         few-shot examples or earlier answers: a number copied from an example is exactly the invention this
         guards against."""
@@ -405,12 +413,17 @@ class ScenarioAssistant:
         step = {"step": "grounding", "unsupported": [c.text for c in missing], "support": round(share, 3),
                 "ungrounded": ungrounded, "fallback": bool(missing or ungrounded)}  # fmt: skip
         trace.append(step)
-        if not step["fallback"] or not self.grounding_guard:
+        if not self.grounding_guard:
             step["fallback"] = False
             return answer
-        step["model_answer"] = answer
         tools = [(c["name"], c["result"]) for c in calls if c.get("result")]
-        return fallback_answer(message, [(h.text, h.citation) for h in hits], self.lang, tools)
+        passages = [(h.text, h.citation) for h in hits]
+        given = (fallback_answer(message, passages, self.lang, tools) if step["fallback"]
+                 else with_evidence(answer, message, passages, self.lang, tools))  # fmt: skip
+        step["evidence_added"] = not step["fallback"] and given != answer
+        if given != answer:
+            step["model_answer"] = answer
+        return given
 
     def _escalated(self, answer: str) -> str:
         """The escalation text first (once), then what the model said."""

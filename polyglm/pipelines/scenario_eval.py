@@ -175,7 +175,8 @@ def run_item(assistant: Any, pack: ScenarioPack, item: Mapping) -> dict[str, Any
         record["unsupported"] = grounding["unsupported"]  # in the model's own answer
         record["support"] = grounding.get("support")  # share of its words it was shown
         record["fallback"] = grounding["fallback"]  # replaced by the extractive fallback
-        if grounding["fallback"]:
+        record["evidence_added"] = grounding.get("evidence_added", False)  # quotes it left out, appended
+        if "model_answer" in grounding:
             record["model_answer"] = grounding["model_answer"]
     record["answer_lang"] = language_of(reply.answer)
     if item.get("expected_facts"):
@@ -250,6 +251,7 @@ def summarise(records: Sequence[Mapping], pack: ScenarioPack) -> dict[str, Any]:
             bool(r["unsupported"]) and not r["fallback"] for r in answered if "unsupported" in r
         ),
         "grounding_fallbacks": _share(r["fallback"] for r in answered if "fallback" in r),
+        "evidence_added": _share(r.get("evidence_added", False) for r in answered if "fallback" in r),
         "answer_language_right": _share(r["answer_lang"] == r["lang"] for r in answered if "answer_lang" in r),
     }
     labels = label_report(ok, pack.labels)

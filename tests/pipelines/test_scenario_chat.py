@@ -63,7 +63,8 @@ def test_tool_call_runs_and_its_result_feeds_the_next_turn(tiny_platform, monkey
     seen = _scripted(assistant, [render_tool_call("order_lookup", {"order_id": "A10023"}), "Your order is on its way."],
                      monkeypatch)  # fmt: skip
     reply = assistant.respond("Where is my order? I forgot the number.")  # no id: the model decides alone
-    assert reply.answer == "Your order is on its way."
+    # the words stand; what the tool returned follows them, as they do not state it (grounding.with_evidence)
+    assert reply.answer.startswith("Your order is on its way. The order_lookup tool returned: order_id: A10023;")
     [call] = reply.tool_calls
     assert call["name"] == "order_lookup" and call["error"] is None and call["result"] and call["source"] == "model"
     observation = seen[1][-1]
@@ -80,7 +81,8 @@ def test_bad_tool_calls_become_errors_in_the_trace(tiny_platform, monkeypatch):
     injection, unknown = reply.tool_calls
     assert injection["result"] is None and "order" in injection["error"].lower()
     assert unknown["error"].startswith("unknown tool 'drop_tables'")
-    assert reply.answer == "Sorry, I could not find that order."
+    assert reply.answer.startswith("Sorry, I could not find that order.")  # no result to add: only passage quotes
+    assert "tool returned" not in reply.answer
 
 
 def test_tool_rounds_are_bounded(tiny_platform, monkeypatch):
@@ -244,7 +246,7 @@ def test_red_flag_is_escalated_even_when_the_model_ignores_it(tiny_platform, mon
     assert triage["source"] == "planner" and triage["result"]["level"] == "emergency"
     assert triage["arguments"]["age_years"] == 61 and triage["arguments"]["duration_hours"] == pytest.approx(0.33)
     assert reply.escalated and reply.answer.startswith(assistant.pack.safety.escalation["en"])
-    assert reply.answer.endswith("Drink some water and rest.")
+    assert reply.answer.startswith(f"{assistant.pack.safety.escalation['en']}\n\nDrink some water and rest.")
     assert seen[0][-1]["role"] == "observation"  # the model saw the triage result before answering
 
 
@@ -252,7 +254,7 @@ def test_negated_symptoms_and_plain_questions_run_no_triage(tiny_platform, monke
     assistant = scenario_assistant(tiny_platform, "medical", "en")
     _scripted(assistant, ["Keep them cool and dry."], monkeypatch)
     reply = assistant.respond("How should I store my medicines at home?")
-    assert not reply.tool_calls and not reply.escalated and reply.answer == "Keep them cool and dry."
+    assert not reply.tool_calls and not reply.escalated and reply.answer.startswith("Keep them cool and dry.")
 
 
 def test_two_medicines_in_a_message_are_checked_for_interactions(tiny_platform, monkeypatch):

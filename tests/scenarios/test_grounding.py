@@ -10,8 +10,11 @@ from polyglm.scenarios.grounding import (
     claims,
     fallback_answer,
     pack_terms,
+    passage_sentences,
+    restates,
     support_share,
     unsupported,
+    with_evidence,
 )
 from polyglm.scenarios.loader import load_pack
 
@@ -75,6 +78,32 @@ def test_headings_say_what_the_sentence_under_them_answers():
     assert best_sentences("退货运费谁出？", [(chinese, "r-zh#0")], k=1)[0][0] == "无理由退货上门取件统一收 10 元。"
 
 
+def test_evidence_follows_an_answer_that_leaves_out_the_specific_asked_for():
+    passages = [("## Returns\nMost items can be returned within 7 days of delivery. Items must be unused, with tags. "
+                 "Card refunds arrive within a week.", "returns-en#0")]  # fmt: skip
+    question = "How many days do I have to send a sweater back?"
+    vague = "Unused items with their tags can be sent back."
+    given = with_evidence(vague, question, passages, "en")
+    assert given.startswith(vague) and "\u201cMost items can be returned within 7 days of delivery.\u201d" in given
+    assert "with tags" not in given[len(vague) :]  # restated by the answer: not quoted again
+    stated = "You have 7 days from delivery; the item must be unused, with tags."
+    assert with_evidence(stated, question, passages, "en") == stated  # it says all that was asked and found
+    assert restates("Refunds take 3-7 working days.", "Refunds to cards take 3-7 working days.")
+    assert not restates("Refunds take 3 working days.", "Refunds to cards take 3-7 working days.")
+    shipped = {"order_id": "A10024", "status": "shipped"}
+    told = with_evidence("It is on its way.", "Where is order A10024?", [], "en", [("order_lookup", shipped)])
+    assert told == "It is on its way. The order_lookup tool returned: order_id: A10024; status: shipped."
+    said = "Order A10024 has shipped."  # every value the tool returned: nothing to add
+    assert with_evidence(said, "Where is order A10024?", [], "en", [("order_lookup", shipped)]) == said
+
+
+def test_sentences_end_at_stops_not_at_decimals_or_domains():
+    text = "For m/s divide by 3.6. Mail support@lumen.store for help. 体温 38.5 度以上。请尽快去医院就医。"
+    assert [s for s, _ in passage_sentences(text)] == [
+        "For m/s divide by 3.6.", "Mail support@lumen.store for help.", "体温 38.5 度以上。", "请尽快去医院就医。"
+    ]  # fmt: skip
+
+
 def test_the_fallback_states_what_the_tools_returned():
     result = {
         "order_id": "A10024",
@@ -119,11 +148,16 @@ def test_an_invented_duration_is_replaced_by_the_cited_passage(tiny_platform, mo
 
 
 @pytest.mark.usefixtures("isolated_cache")
-def test_a_grounded_answer_and_tool_result_numbers_pass_unchanged(tiny_platform, monkeypatch):
+def test_a_grounded_answer_stands_and_only_evidence_it_leaves_out_follows(tiny_platform, monkeypatch):
     answer = "Change-of-mind returns are accepted within 7 days of delivery."
     assistant = _assistant(tiny_platform, "customer_service", "en", answer, monkeypatch)
     reply = assistant.respond("How many days do I have to return an item I changed my mind about?")
-    assert reply.answer == answer
+    assert reply.answer.startswith(answer + " From the sources: \u201c")
+    grounding = next(s for s in reply.trace if s["step"] == "grounding")
+    assert grounding["evidence_added"] and not grounding["fallback"] and grounding["model_answer"] == answer
+    quoted = reply.answer[len(answer) :]
+    assert "within 7 days of delivery" not in quoted  # the sentence the answer restates is not quoted again
+    assert {c.rstrip("]") for c in quoted.split("[")[1:]} <= {c["citation"] for c in reply.citations}
     assistant.grounding_guard = False  # switched off: the model's words stand, the trace still says why
     invented = _assistant(tiny_platform, "customer_service", "en", "Within 30 days.", monkeypatch)
     invented.grounding_guard = False

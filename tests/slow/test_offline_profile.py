@@ -235,3 +235,27 @@ def test_the_offline_lm_decodes_through_transposed_weights_with_the_stock_greedy
         ours = generate_ids(lm.model, ids, [], options)
         with stock_linears(lm.model):
             assert generate_ids(lm.model, ids, [], options) == ours
+
+
+@pytest.mark.parametrize(
+    ("lang", "question", "fact", "cited"),
+    [
+        ("zh", "耳机的保修期是多长时间？", "1 年", "warranty-zh"),
+        ("en", "How long is the warranty on a pair of headphones?", "1 year", "warranty-en"),
+    ],
+)
+def test_the_offline_assistant_states_a_kb_fact_in_the_questions_language_with_its_citation(
+    offline_platform, lang, question, fact, cited
+):
+    """The issue's 'done when': a question about a pack's KB, asked in Chinese or English (written apart from
+    the eval set and the fine-tune data), answered in that language with the passage's fact and its citation
+    (the model's words, or the quoted evidence that follows or replaces them)."""
+    from polyglm.pipelines.chat import language_of
+    from polyglm.pipelines.scenario_chat import scenario_assistant
+    from polyglm.pipelines.scenario_eval import normalise
+
+    assistant = scenario_assistant(offline_platform, "customer_service", lang)
+    assistant.max_new_tokens = 96
+    reply = assistant.respond(question)
+    assert normalise(fact) in normalise(reply.answer), reply.answer
+    assert f"[{cited}" in reply.answer and language_of(reply.answer) == lang, reply.answer
