@@ -186,8 +186,8 @@ UNGROUNDED_SHARE = 0.3
 QUOTED_SENTENCES = 3  # the fallback quotes this many passage sentences, best first
 EVIDENCE_SENTENCES = 2  # a grounded answer is followed by this many, less those it already states
 # How passage sentences are ranked for a question, chosen on the packs' kb_dialogues questions (training
-# data, never eval items): of the specifics in their reference answers that retrieval showed, the quotes
-# held 0.48 (zh) / 0.37 (en) before and 0.63 / 0.57 after (ad hoc script, 2026-12-01, session 14).
+# data, never eval items): of the specifics in their reference answers that retrieval showed, three quotes
+# hold 0.46 (zh) / 0.46 (en) with plain BM25 and 0.55 / 0.54 with these (bench/quote_choice.py).
 SENTENCE_B = 0.0  # no BM25 length penalty: it made "Gold members get free pickup." beat the sentence with the fee
 PASSAGE_DISCOUNT = 0.5  # a sentence of the k-th passage (0-based) counts 1 / (1 + 0.5 k): retrieval ranked them
 QUANTITY_BONUS = 0.3  # "how long", "多久": sentences with a quantity gain 0.3 of the best sentence's score
