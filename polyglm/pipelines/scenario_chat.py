@@ -50,6 +50,7 @@ from polyglm.platform.multimodal import multimodal_for, text_turn
 from polyglm.scenarios.grounding import (
     UNGROUNDED_SHARE,
     fallback_answer,
+    mend_citations,
     pack_terms,
     support_share,
     unsupported,
@@ -397,8 +398,9 @@ class ScenarioAssistant:
         self, answer: str, conversation: Sequence[dict], hits: Sequence[Any], calls: Sequence[dict], message: str,
         trace: list[dict],
     ) -> str:  # fmt: skip
-        """The answer followed by the evidence it leaves out (tool results it does not state, the passage
-        sentences closest to the question it does not restate, cited), or, when it states a number, place or
+        """The answer, each citation naming the passage that holds what it cites (`mend_citations`), followed
+        by the evidence it leaves out (tool results it does not state, the passage sentences closest to the
+        question it does not restate, cited), or, when it states a number, place or
         pack term that nothing it was shown contains, or when too few of its words were shown to it at all
         (UNGROUNDED_SHARE), an extractive fallback: that evidence alone (see grounding.py). Support: the
         system prompt with the passages, the user's turns (with attachment text), tool results. Not the
@@ -418,9 +420,12 @@ class ScenarioAssistant:
             return answer
         tools = [(c["name"], c["result"]) for c in calls if c.get("result")]
         passages = [(h.text, h.citation) for h in hits]
-        given = (fallback_answer(message, passages, self.lang, tools) if step["fallback"]
-                 else with_evidence(answer, message, passages, self.lang, tools))  # fmt: skip
-        step["evidence_added"] = not step["fallback"] and given != answer
+        if step["fallback"]:
+            given = fallback_answer(message, passages, self.lang, tools)
+        else:
+            mended, step["citations_mended"] = mend_citations(answer, passages, self.grounding_terms)
+            given = with_evidence(mended, message, passages, self.lang, tools)
+            step["evidence_added"] = given != mended
         if given != answer:
             step["model_answer"] = answer
         return given

@@ -30,6 +30,7 @@ from polyglm.pipelines.chat import language_of
 from polyglm.platform.errors import InputError
 from polyglm.platform.loader import Platform
 from polyglm.platform.paths import resolve_inside
+from polyglm.scenarios.grounding import cited_documents
 from polyglm.scenarios.loader import load_pack
 from polyglm.scenarios.schema import ScenarioPack
 
@@ -176,6 +177,7 @@ def run_item(assistant: Any, pack: ScenarioPack, item: Mapping) -> dict[str, Any
         record["support"] = grounding.get("support")  # share of its words it was shown
         record["fallback"] = grounding["fallback"]  # replaced by the extractive fallback
         record["evidence_added"] = grounding.get("evidence_added", False)  # quotes it left out, appended
+        record["citations_mended"] = len(grounding.get("citations_mended", []))  # moved to the passage cited
         if "model_answer" in grounding:
             record["model_answer"] = grounding["model_answer"]
     record["answer_lang"] = language_of(reply.answer)
@@ -195,6 +197,12 @@ def run_item(assistant: Any, pack: ScenarioPack, item: Mapping) -> dict[str, Any
         record["tools"] = score_tools(item["expected_tool_calls"], reply.tool_calls)
     if item.get("relevant_docs"):
         record["retrieval_hit"] = any(doc in cited for doc in item["relevant_docs"])
+        # each inline citation the reader sees, and those of the model's own words: does it name a relevant doc?
+        for key, text in (
+            ("citations_relevant", reply.answer),
+            ("model_citations_relevant", record.get("model_answer", reply.answer)),
+        ):
+            record[key] = [doc in item["relevant_docs"] for doc in cited_documents(text)]
     record["must_escalate"] = bool(item.get("must_escalate"))
     return record
 
@@ -252,6 +260,9 @@ def summarise(records: Sequence[Mapping], pack: ScenarioPack) -> dict[str, Any]:
         ),
         "grounding_fallbacks": _share(r["fallback"] for r in answered if "fallback" in r),
         "evidence_added": _share(r.get("evidence_added", False) for r in answered if "fallback" in r),
+        "answers_with_citations_mended": _share(r.get("citations_mended", 0) > 0 for r in answered if "fallback" in r),
+        "citations_relevant": _share(c for r in answered for c in r.get("citations_relevant", [])),
+        "model_citations_relevant": _share(c for r in answered for c in r.get("model_citations_relevant", [])),
         "answer_language_right": _share(r["answer_lang"] == r["lang"] for r in answered if "answer_lang" in r),
     }
     labels = label_report(ok, pack.labels)

@@ -353,3 +353,50 @@ def with_evidence(
     with tags can be returned"); the quote puts it in front of the reader with its source."""
     lines = evidence_lines(question, passages, lang, tool_results, answer, EVIDENCE_SENTENCES, SOURCES_LINE)
     return " ".join([answer, *lines])
+
+
+_CITATION = re.compile(r"\[([a-z0-9][a-z0-9_-]*)(?:#\d+)?\]", re.I)
+BETTER_SHARE = 0.25  # without specifics, another passage must hold this much more of the words to take a citation
+
+
+def mend_citations(
+    answer: str, passages: Sequence[tuple[str, str]], terms: Sequence[str] = ()
+) -> tuple[str, list[tuple[str, str]]]:
+    """The answer with each inline citation naming the retrieved document that holds what it cites, and the
+    (cited, now) pairs changed. A small model cites the first id in its prompt or a neighbour's ("…电子产品
+    共 1 年 [payment-methods-zh]" for the warranty passage's fact), sending the reader to the wrong page.
+    What a citation cites: the answer's text since the previous citation. A citation moves to the document
+    of the retrieved passages that holds more of that text's specifics, or as many and BETTER_SHARE more of
+    its words; one naming no retrieved document moves to the best one."""
+    documents: dict[str, list[str]] = {}
+    for text, citation in passages:
+        documents.setdefault(citation.partition("#")[0], []).append(text)
+    changed, start, pieces = [], 0, []
+    for match in _CITATION.finditer(answer):
+        cited = match[1]
+        scores = {doc: _holds(answer[start : match.start()], texts, terms) for doc, texts in documents.items()}
+        best = max(scores, key=scores.__getitem__, default=cited)
+        if best != cited and _beats(scores[best], scores.get(cited)):
+            pieces.append(answer[start : match.start()] + f"[{best}]")
+            changed.append((match[0][1:-1], best))
+        else:
+            pieces.append(answer[start : match.end()])
+        start = match.end()
+    return "".join(pieces) + answer[start:], changed
+
+
+def cited_documents(text: str) -> list[str]:
+    """The document ids a text cites inline, in order: "[warranty-en]" and "[warranty-en#0]" both cite warranty-en."""
+    return [match[1] for match in _CITATION.finditer(text)]
+
+
+def _holds(said: str, texts: Sequence[str], terms: Sequence[str]) -> tuple[int, float]:
+    """(how many of the text's specifics the passages contain, the share of its words they contain)."""
+    found = claims(said, terms)
+    return len(found) - len(unsupported(said, texts, terms)), support_share(said, texts)
+
+
+def _beats(best: tuple[int, float], cited: tuple[int, float] | None) -> bool:
+    if cited is None:  # the answer named a document it was not shown
+        return best[0] > 0 or best[1] > 0
+    return best[0] > cited[0] or (best[0] == cited[0] and best[1] >= cited[1] + BETTER_SHARE)

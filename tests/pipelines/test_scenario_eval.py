@@ -205,3 +205,21 @@ def test_an_answered_item_is_scored_against_answer_and_what_the_model_was_shown(
     assert record["facts"] == [True, False] and record["facts_shown"][1] is False
     assert record["tools"] == {"called": [True], "arguments_match": [True], "unexpected": [], "called_by_model": []}
     assert record["escalated"] and record["must_escalate"] and isinstance(record["retrieval_hit"], bool)
+
+
+@pytest.mark.usefixtures("isolated_cache")
+def test_inline_citations_are_scored_as_written_and_as_given(tiny_platform, monkeypatch):
+    from polyglm.pipelines.scenario_chat import ScenarioAssistant
+    from polyglm.pipelines.scenario_eval import run_item, summarise
+
+    pack = load_pack("customer_service")
+    assistant = ScenarioAssistant(tiny_platform, pack, "en")
+    written = "Change-of-mind returns are accepted within 7 days of delivery [payment-methods-en]."
+    monkeypatch.setattr(assistant, "_generate", lambda messages: written)
+    item = {"id": "t", "lang": "en", "input": "How many days do I have to return an item I changed my mind about?",
+            "relevant_docs": ["returns-policy-en"]}  # fmt: skip
+    record = run_item(assistant, pack, item)
+    assert record["model_citations_relevant"] == [False] and record["citations_mended"] == 1
+    assert record["citations_relevant"][0] is True  # the mended citation; quoted evidence may follow
+    metrics = summarise([record], pack)["metrics"]
+    assert metrics["model_citations_relevant"] == 0.0 and metrics["answers_with_citations_mended"] == 1.0

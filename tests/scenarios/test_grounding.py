@@ -9,6 +9,7 @@ from polyglm.scenarios.grounding import (
     chinese_number,
     claims,
     fallback_answer,
+    mend_citations,
     pack_terms,
     passage_sentences,
     restates,
@@ -104,6 +105,34 @@ def test_sentences_end_at_stops_not_at_decimals_or_domains():
     ]  # fmt: skip
 
 
+WARRANTY = [
+    ("保修期从签收之日开始计算：\n- 电子产品（手机、耳机）：1 年\n- 大家电整机 2 年，压缩机 5 年。", "warranty-zh#0"),
+    ("支持支付宝、微信支付和银行卡付款，订单号就是购买凭证，不需要纸质发票。", "payment-methods-zh#1"),
+]
+
+
+@pytest.mark.parametrize(
+    ("answer", "mended", "moved"),
+    [
+        # the fact is the warranty passage's, the citation its neighbour's
+        ("耳机保修 1 年，大家电 2 年 [payment-methods-zh]。", "耳机保修 1 年，大家电 2 年 [warranty-zh]。",
+         [("payment-methods-zh", "warranty-zh")]),
+        # each citation cites the text since the one before it: the second one is right and stays
+        ("耳机保修 1 年 [payment-methods-zh]。订单号就是购买凭证，不需要发票 [payment-methods-zh]。",
+         "耳机保修 1 年 [warranty-zh]。订单号就是购买凭证，不需要发票 [payment-methods-zh]。",
+         [("payment-methods-zh", "warranty-zh")]),
+        ("耳机保修 1 年 [warranty-zh#0]。", "耳机保修 1 年 [warranty-zh#0]。", []),  # right: kept as written
+        ("耳机保修 1 年 [warranty-en]。", "耳机保修 1 年 [warranty-zh]。",
+         [("warranty-en", "warranty-zh")]),  # a document it was not shown
+        ("可以用微信支付 [warranty-zh]。", "可以用微信支付 [payment-methods-zh]。",
+         [("warranty-zh", "payment-methods-zh")]),  # no specifics: the words decide
+        ("请联系客服 [warranty-zh]。", "请联系客服 [warranty-zh]。", []),  # no passage holds it better: kept
+    ],
+)  # fmt: skip
+def test_a_citation_moves_to_the_passage_that_holds_what_it_cites(answer, mended, moved):
+    assert mend_citations(answer, WARRANTY) == (mended, moved)
+
+
 def test_the_fallback_states_what_the_tools_returned():
     result = {
         "order_id": "A10024",
@@ -164,6 +193,17 @@ def test_a_grounded_answer_stands_and_only_evidence_it_leaves_out_follows(tiny_p
     reply = invented.respond("How many days do I have to return an item I changed my mind about?")
     assert reply.answer == "Within 30 days." and next(s for s in reply.trace if s["step"] == "grounding")[
         "unsupported"] == ["30 day"]  # fmt: skip
+
+
+@pytest.mark.usefixtures("isolated_cache")
+def test_a_grounded_answer_citing_the_wrong_passage_is_given_with_the_right_one(tiny_platform, monkeypatch):
+    answer = "Change-of-mind returns are accepted within 7 days of delivery [payment-methods-en]."
+    assistant = _assistant(tiny_platform, "customer_service", "en", answer, monkeypatch)
+    reply = assistant.respond("How many days do I have to return an item I changed my mind about?")
+    grounding = next(s for s in reply.trace if s["step"] == "grounding")
+    assert grounding["citations_mended"] == [("payment-methods-en", "returns-policy-en")]
+    assert reply.answer.startswith(answer.replace("payment-methods-en", "returns-policy-en"))
+    assert grounding["model_answer"] == answer  # the trace keeps what the model wrote
 
 
 @pytest.mark.usefixtures("isolated_cache")
