@@ -423,7 +423,9 @@ class ScenarioAssistant:
         if step["fallback"]:
             given = fallback_answer(message, passages, self.lang, tools)
         else:
-            mended, step["citations_mended"] = mend_citations(answer, passages, self.grounding_terms)
+            mended, step["citations_mended"] = mend_citations(
+                answer, passages, self.grounding_terms, [*users, *results]
+            )
             given = with_evidence(mended, message, passages, self.lang, tools)
             step["evidence_added"] = given != mended
         if given != answer:

@@ -20,6 +20,7 @@ import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 # Major cities, English and Chinese: the places a support answer invents most.
 CITY_NAMES = (
@@ -202,6 +203,7 @@ _STOPWORDS = frozenset({
     "how", "which", "who", "why", "where", "if", "me", "us", "them", "am",
 })  # fmt: skip
 MAX_TOOL_FIELD_CHARS = 300  # a tool result's text field longer than this is left out of the fallback
+MAX_TOOL_RECORDS = 5  # of a list of records (an order's items, the interactions found), this many are stated
 
 
 def _units(text: str) -> set[str]:
@@ -284,20 +286,40 @@ def restates(answer: str, sentence: str) -> bool:
     return support_share(sentence, [answer]) >= RESTATED_SHARE
 
 
+def _plain(value: Any) -> str | None:
+    """A value as text: a number, a short string, a list of them ("a, b"); None for anything else."""
+    if isinstance(value, list) and value and all(isinstance(v, str | int | float) for v in value):
+        value = ", ".join(map(str, value))
+    if isinstance(value, bool | int | float) or (isinstance(value, str) and 0 < len(value) <= MAX_TOOL_FIELD_CHARS):
+        return str(value)
+    return None
+
+
+def _records(value: Any) -> str | None:
+    """A list of records as their plain values, "a / b | c / d" (the first MAX_TOOL_RECORDS); None otherwise."""
+    if not (isinstance(value, list) and value and all(isinstance(v, dict) for v in value)):
+        return None
+    shown = [" / ".join(p for v in record.values() if (p := _plain(v)) is not None) for record in value]
+    return " | ".join(r for r in shown[:MAX_TOOL_RECORDS] if r) or None
+
+
 def tool_facts(result: dict) -> str:
-    """A tool result's plain fields, "key: value; ...": what it returned, without its lists of records."""
+    """A tool result's fields, "key: value; ...": its plain values and its lists of records (the interaction a
+    drug lookup found: "interactions: sildenafil, nitroglycerin / contraindicated / … / 禁止合用。…")."""
     shown = []
     for key, value in result.items():
-        if isinstance(value, list) and value and all(isinstance(v, str | int | float) for v in value):
-            value = ", ".join(map(str, value))
-        if isinstance(value, bool | int | float) or (isinstance(value, str) and 0 < len(value) <= MAX_TOOL_FIELD_CHARS):
-            shown.append(f"{key}: {value}")
+        text = _records(value) or _plain(value)
+        if text:
+            shown.append(f"{key}: {text}")
     return "; ".join(shown)
+
+
+_TOOL_VALUE_SEPARATOR = re.compile(r", | / | \| ")
 
 
 def tool_said(answer: str, facts: str) -> bool:
     """Does the answer state every value a tool returned ("status: shipped; total: 120" -> shipped, 120)?"""
-    values = [value.strip() for field in facts.split("; ") for value in field.partition(": ")[2].split(", ")]
+    values = [v.strip() for field in facts.split("; ") for v in _TOOL_VALUE_SEPARATOR.split(field.partition(": ")[2])]
     target = normalise(answer)
     return all(normalise(value) in target for value in values if value)
 
@@ -360,21 +382,25 @@ BETTER_SHARE = 0.25  # without specifics, another passage must hold this much mo
 
 
 def mend_citations(
-    answer: str, passages: Sequence[tuple[str, str]], terms: Sequence[str] = ()
+    answer: str, passages: Sequence[tuple[str, str]], terms: Sequence[str] = (), known: Sequence[str] = ()
 ) -> tuple[str, list[tuple[str, str]]]:
     """The answer with each inline citation naming the retrieved document that holds what it cites, and the
     (cited, now) pairs changed. A small model cites the first id in its prompt or a neighbour's ("…电子产品
     共 1 年 [payment-methods-zh]" for the warranty passage's fact), sending the reader to the wrong page.
     What a citation cites: the answer's text since the previous citation. A citation moves to the document
     of the retrieved passages that holds more of that text's specifics, or as many and BETTER_SHARE more of
-    its words; one naming no retrieved document moves to the best one."""
+    its words; one naming no retrieved document moves to the best one. Specifics the `known` texts hold (the
+    user's turns, tool results) are no passage's: "120" from the triage advice does not move a fever
+    citation to the leaflet that also names 120."""
     documents: dict[str, list[str]] = {}
     for text, citation in passages:
         documents.setdefault(citation.partition("#")[0], []).append(text)
     changed, start, pieces = [], 0, []
     for match in _CITATION.finditer(answer):
         cited = match[1]
-        scores = {doc: _holds(answer[start : match.start()], texts, terms) for doc, texts in documents.items()}
+        said = answer[start : match.start()]
+        own = {c.text for c in unsupported(said, known, terms)}  # its specifics that only a passage can hold
+        scores = {doc: _holds(said, own, texts, terms) for doc, texts in documents.items()}
         best = max(scores, key=scores.__getitem__, default=cited)
         if best != cited and _beats(scores[best], scores.get(cited)):
             pieces.append(answer[start : match.start()] + f"[{best}]")
@@ -390,10 +416,9 @@ def cited_documents(text: str) -> list[str]:
     return [match[1] for match in _CITATION.finditer(text)]
 
 
-def _holds(said: str, texts: Sequence[str], terms: Sequence[str]) -> tuple[int, float]:
-    """(how many of the text's specifics the passages contain, the share of its words they contain)."""
-    found = claims(said, terms)
-    return len(found) - len(unsupported(said, texts, terms)), support_share(said, texts)
+def _holds(said: str, own: set[str], texts: Sequence[str], terms: Sequence[str]) -> tuple[int, float]:
+    """(how many of the specifics `own` the passages contain, the share of the text's words they contain)."""
+    return len(own - {c.text for c in unsupported(said, texts, terms)}), support_share(said, texts)
 
 
 def _beats(best: tuple[int, float], cited: tuple[int, float] | None) -> bool:

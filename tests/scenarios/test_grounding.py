@@ -133,6 +133,14 @@ def test_a_citation_moves_to_the_passage_that_holds_what_it_cites(answer, mended
     assert mend_citations(answer, WARRANTY) == (mended, moved)
 
 
+def test_a_specific_the_user_or_a_tool_gave_does_not_move_a_citation():
+    passages = [("孩子发烧时多喝水、多休息，精神差要及时就医。", "fever-zh#0"),
+                ("误服药物请立即拨打 120 或去医院。", "medicine-storage-zh#2")]  # fmt: skip
+    answer = "孩子发烧精神差请及时就医，加重请拨打 120 [fever-zh]。"
+    assert mend_citations(answer, passages)[1] == [("fever-zh", "medicine-storage-zh")]  # "120" decides alone
+    assert mend_citations(answer, passages, known=["advice: 加重请拨打 120"]) == (answer, [])  # the triage's 120
+
+
 def test_the_fallback_states_what_the_tools_returned():
     result = {
         "order_id": "A10024",
@@ -146,8 +154,21 @@ def test_the_fallback_states_what_the_tools_returned():
     assert (
         "The order_lookup tool returned: order_id: A10024; status: shipped; tracking_number: SF496813232381;" in answer
     )
-    assert "leaflets: fever-en, when-to-see-a-doctor-en" in answer
-    assert "Nimbus" not in answer and "delivered_at" not in answer and "won't guess" in answer
+    assert "leaflets: fever-en, when-to-see-a-doctor-en" in answer and "items: Nimbus 14 laptop" in answer
+    assert "delivered_at" not in answer and "won't guess" in answer
+
+
+def test_the_interaction_a_drug_lookup_found_is_stated_not_only_its_disclaimer():
+    """The records a tool returns are what it found: "万艾可 + 硝酸甘油" answered with the disclaimer alone
+    (the offline LM, med-eval-024) must be followed by the contraindication."""
+    from polyglm.scenarios.tooling import load_tools
+
+    lookup = next(fn for fn in load_tools(load_pack("medical")) if fn.__name__ == "drug_interactions")
+    result = lookup(["万艾可", "硝酸甘油"])
+    answer = "查不到相互作用并不代表可以放心合用。"
+    given = with_evidence(answer, "万艾可和硝酸甘油能一起用吗？", [], "zh", [("drug_interactions", result)])
+    assert "interactions: sildenafil, nitroglycerin / contraindicated /" in given and "禁止合用" in given
+    assert "drugs: 万艾可 / sildenafil / 西地那非" in given
 
 
 def test_support_share_is_the_share_of_the_answers_words_it_was_shown():
