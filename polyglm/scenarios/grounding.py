@@ -295,20 +295,27 @@ def _plain(value: Any) -> str | None:
     return None
 
 
-def _records(value: Any) -> str | None:
+def _records(value: Any, lang: str) -> str | None:
     """A list of records as their plain values, "a / b | c / d" (the first MAX_TOOL_RECORDS); None otherwise."""
     if not (isinstance(value, list) and value and all(isinstance(v, dict) for v in value)):
         return None
-    shown = [" / ".join(p for v in record.values() if (p := _plain(v)) is not None) for record in value]
+    shown = [" / ".join(p for k, v in _in_language(record, lang) if (p := _plain(v)) is not None) for record in value]
     return " | ".join(r for r in shown[:MAX_TOOL_RECORDS] if r) or None
 
 
-def tool_facts(result: dict) -> str:
-    """A tool result's fields, "key: value; ...": its plain values and its lists of records (the interaction a
-    drug lookup found: "interactions: sildenafil, nitroglycerin / contraindicated / … / 禁止合用。…")."""
+def _in_language(fields: dict, lang: str) -> list[tuple[str, Any]]:
+    """The fields without those another language's reader gets ("name_zh" in an English answer, "name_en" in
+    a Chinese one): a Chinese product name made an English answer read as Chinese."""
+    others = tuple(f"_{other}" for other in INTRO if other != lang)
+    return [(key, value) for key, value in fields.items() if not key.endswith(others)]
+
+
+def tool_facts(result: dict, lang: str = "en") -> str:
+    """A tool result's fields in `lang`, "key: value; ...": its plain values and its lists of records (the
+    interaction a drug lookup found: "interactions: sildenafil, nitroglycerin / contraindicated / … / 禁止合用。…")."""
     shown = []
-    for key, value in result.items():
-        text = _records(value) or _plain(value)
+    for key, value in _in_language(result, lang):
+        text = _records(value, lang) or _plain(value)
         if text:
             shown.append(f"{key}: {text}")
     return "; ".join(shown)
@@ -344,7 +351,7 @@ def evidence_lines(
     pick = lang if lang in INTRO else "en"
     lines = []
     for name, result in tool_results:
-        facts = tool_facts(result)
+        facts = tool_facts(result, pick)
         line = TOOL_LINE[pick].format(name=name, facts=facts.rstrip(".。"))
         if facts and line not in lines and not tool_said(answer, facts):  # the same call made twice is said once
             lines.append(line)

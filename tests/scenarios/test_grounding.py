@@ -147,15 +147,16 @@ def test_the_fallback_states_what_the_tools_returned():
         "status": "shipped",
         "tracking_number": "SF496813232381",
         "delivered_at": None,
-        "items": [{"name_en": "Nimbus 14 laptop"}],
+        "items": [{"name_en": "Nimbus 14 laptop", "name_zh": "云境 14 笔记本电脑", "quantity": 1}],
         "leaflets": ["fever-en", "when-to-see-a-doctor-en"],
     }
     answer = fallback_answer("Where is my parcel?", [], "en", [("order_lookup", result)])
     assert (
         "The order_lookup tool returned: order_id: A10024; status: shipped; tracking_number: SF496813232381;" in answer
     )
-    assert "leaflets: fever-en, when-to-see-a-doctor-en" in answer and "items: Nimbus 14 laptop" in answer
+    assert "leaflets: fever-en, when-to-see-a-doctor-en" in answer and "items: Nimbus 14 laptop / 1;" in answer
     assert "delivered_at" not in answer and "won't guess" in answer
+    assert "items: 云境 14 笔记本电脑 / 1" in fallback_answer("包裹到哪了？", [], "zh", [("order_lookup", result)])
 
 
 def test_the_interaction_a_drug_lookup_found_is_stated_not_only_its_disclaimer():
