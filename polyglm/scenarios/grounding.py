@@ -303,11 +303,18 @@ def _records(value: Any, lang: str) -> str | None:
     return " | ".join(r for r in shown[:MAX_TOOL_RECORDS] if r) or None
 
 
+# Fields a tool returns for the assistant, never to be quoted to the user: a quiz's answers_for_tutor (the
+# student would see the answers before answering) and its note on how to use them.
+FOR_ASSISTANT = re.compile(r"(?:^|_)for_(?:tutor|assistant)$|^note$")
+
+
 def _in_language(fields: dict, lang: str) -> list[tuple[str, Any]]:
-    """The fields without those another language's reader gets ("name_zh" in an English answer, "name_en" in
-    a Chinese one): a Chinese product name made an English answer read as Chinese."""
-    others = tuple(f"_{other}" for other in INTRO if other != lang)
-    return [(key, value) for key, value in fields.items() if not key.endswith(others)]
+    """The fields for the user in `lang`: without those another language's reader gets ("name_zh" or "zh" in an
+    English answer; a Chinese product name made an English answer read as Chinese) and those FOR_ASSISTANT."""
+    others = [other for other in INTRO if other != lang]
+    foreign = tuple(f"_{other}" for other in others)  # "name_en"; not "token" or "seen"
+    return [(key, value) for key, value in fields.items()
+            if key not in others and not key.endswith(foreign) and not FOR_ASSISTANT.search(key)]  # fmt: skip
 
 
 def tool_facts(result: dict, lang: str = "en") -> str:

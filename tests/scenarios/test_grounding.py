@@ -2,6 +2,7 @@
 
 import pytest
 
+from polyglm.pipelines.chat import language_of
 from polyglm.pipelines.scenario_chat import ScenarioAssistant
 from polyglm.scenarios.grounding import (
     UNGROUNDED_SHARE,
@@ -131,6 +132,20 @@ WARRANTY = [
 )  # fmt: skip
 def test_a_citation_moves_to_the_passage_that_holds_what_it_cites(answer, mended, moved):
     assert mend_citations(answer, WARRANTY) == (mended, moved)
+
+
+def test_a_quiz_is_quoted_without_its_answers_and_in_the_students_language():
+    """generate_quiz returns answers_for_tutor: quoted, they gave a student the answers before answering."""
+    from polyglm.scenarios.tooling import load_tools
+
+    quiz = next(fn for fn in load_tools(load_pack("education")) if fn.__name__ == "generate_quiz")
+    result = quiz("density", "easy", 2, 1)
+    answers = [a["answer"] for a in result["answers_for_tutor"]]
+    english = fallback_answer("Give me 2 easy density questions.", [], "en", [("generate_quiz", result)])
+    assert result["questions"][0]["en"] in english and not any(a in english for a in answers)
+    assert language_of(english) == "en" and "keep the answers" not in english
+    chinese = fallback_answer("出两道密度题。", [], "zh", [("generate_quiz", result)])
+    assert result["questions"][0]["zh"] in chinese and result["questions"][0]["en"] not in chinese
 
 
 def test_a_specific_the_user_or_a_tool_gave_does_not_move_a_citation():
