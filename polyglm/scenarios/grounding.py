@@ -417,10 +417,10 @@ def mend_citations(
         scores = {doc: _holds(said, own, texts, terms) for doc, texts in documents.items()}
         best = max(scores, key=scores.__getitem__, default=cited)
         if best != cited and _beats(scores[best], scores.get(cited)):
-            pieces.append(answer[start : match.start()] + f"[{best}]")
+            pieces.append(f"{said}[{best}]")
             changed.append((match[0][1:-1], best))
         else:
-            pieces.append(answer[start : match.end()])
+            pieces.append(said + match[0])
         start = match.end()
     return "".join(pieces) + answer[start:], changed
 
