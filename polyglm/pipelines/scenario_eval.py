@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import Any
 
 from polyglm.evaluation.metrics import classification_metrics
-from polyglm.pipelines.chat import language_of
 from polyglm.platform.errors import InputError
 from polyglm.platform.loader import Platform
 from polyglm.platform.paths import resolve_inside
@@ -35,6 +34,9 @@ from polyglm.scenarios.loader import load_pack
 from polyglm.scenarios.schema import ScenarioPack
 
 _DASHES = re.compile(r"[\u2010-\u2015\u2212\uff0d~～]")
+_HAN = re.compile(r"[\u4e00-\u9fff]")
+_LATIN_WORD = re.compile(r"[A-Za-z]{2,}")
+_INLINE_CITATION = re.compile(r"\[[^\]]*\]")
 
 
 @dataclass(frozen=True)
@@ -82,6 +84,14 @@ def normalise(text: str) -> str:
     """Compare text the way a reader would: width, case, dash variants and spacing do not matter."""
     text = _DASHES.sub("-", unicodedata.normalize("NFKC", text)).casefold()
     return re.sub(r"\s+", "", text)
+
+
+def written_language(answer: str) -> str:
+    """The language most of an answer is written in: zh when its Han characters are at least as many as its
+    Latin words, citations aside. An English answer that quotes a Chinese post's 但是 is English; the chat
+    loop's `language_of` (any Han character) suits a question, not an answer that quotes."""
+    text = _INLINE_CITATION.sub(" ", answer)
+    return "zh" if len(_HAN.findall(text)) >= max(1, len(_LATIN_WORD.findall(text))) else "en"
 
 
 def facts_found(expected: Sequence[str], answer: str) -> list[bool]:
@@ -180,7 +190,7 @@ def run_item(assistant: Any, pack: ScenarioPack, item: Mapping) -> dict[str, Any
         record["citations_mended"] = len(grounding.get("citations_mended", []))  # moved to the passage cited
         if "model_answer" in grounding:
             record["model_answer"] = grounding["model_answer"]
-    record["answer_lang"] = language_of(reply.answer)
+    record["answer_lang"] = written_language(reply.answer)
     if item.get("expected_facts"):
         record["facts"] = facts_found(item["expected_facts"], reply.answer)
         # the model's own words, before any fallback: the LM's share, apart from the extractive guard's

@@ -18,6 +18,7 @@ from polyglm.pipelines.scenario_eval import (
     normalise,
     score_tools,
     value_matches,
+    written_language,
 )
 from polyglm.platform.errors import InputError
 from polyglm.scenarios.loader import load_pack
@@ -44,6 +45,20 @@ def test_facts_are_found_whatever_the_width_case_or_dash():
 )  # fmt: skip
 def test_tool_arguments_are_compared_leniently_but_not_loosely(expected, actual, same):
     assert value_matches(expected, actual) is same
+
+
+@pytest.mark.parametrize(
+    ("answer", "lang"),
+    [
+        ("The post is negative: it says 但是 the service was slow [posts-en].", "en"),
+        ("退货期限是 7 天 [returns-policy-zh] [warranty-zh] [payment-methods-zh]。", "zh"),
+        ("不对。工具 check_answer 的结果：expected: x = 4; correct: False。", "zh"),
+        ("x = 4", "en"),
+        ("", "en"),
+    ],
+)
+def test_an_answer_is_in_the_language_most_of_it_is_written_in(answer, lang):
+    assert written_language(answer) == lang
 
 
 def test_tool_scores_separate_names_arguments_and_extras():
