@@ -324,7 +324,7 @@ def tool_facts(result: dict, lang: str = "en") -> str:
     for key, value in _in_language(result, lang):
         text = _records(value, lang) or _plain(value)
         if text:
-            shown.append(f"{key}: {text}")
+            shown.append(f"{key.removesuffix(f'_{lang}')}: {text}")  # "verdict_zh: 正确" reads "verdict: 正确"
     return "; ".join(shown)
 
 

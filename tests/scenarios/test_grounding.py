@@ -148,6 +148,23 @@ def test_a_quiz_is_quoted_without_its_answers_and_in_the_students_language():
     assert result["questions"][0]["zh"] in chinese and result["questions"][0]["en"] not in chinese
 
 
+@pytest.mark.parametrize(
+    ("question", "lang", "problem", "answer", "verdict", "not_said"),
+    [
+        ("解方程 4x + 7 = 31，我得 x = 6，对吗？", "zh", "4x + 7 = 31", "x = 6", "verdict: 正确", "not correct"),
+        ("2/5 + 1/3 我算的是 3/8，对不对？", "zh", "2/5 + 1/3", "3/8", "verdict: 不对", "正确"),
+        ("Solve 2(x + 5) = 18. I wrote x = 13.", "en", "2(x + 5) = 18", "x = 13", "verdict: not correct", "不对"),
+    ],
+)
+def test_an_answer_check_is_stated_in_the_students_words(question, lang, problem, answer, verdict, not_said):
+    """A student who asks "对吗？" is told 正确 or 不对, not "correct: True" in the middle of Chinese."""
+    from polyglm.scenarios.tooling import load_tools
+
+    check = next(fn for fn in load_tools(load_pack("education")) if fn.__name__ == "check_answer")
+    given = fallback_answer(question, [], lang, [("check_answer", check(problem, answer))])
+    assert verdict in given and not_said not in given and "verdict_" not in given
+
+
 def test_a_specific_the_user_or_a_tool_gave_does_not_move_a_citation():
     passages = [("孩子发烧时多喝水、多休息，精神差要及时就医。", "fever-zh#0"),
                 ("误服药物请立即拨打 120 或去医院。", "medicine-storage-zh#2")]  # fmt: skip

@@ -433,4 +433,19 @@ def check_answer(problem: str, answer: str) -> dict:
         result["status"] = "correct" if result["correct"] else "incorrect"
     else:
         result = _check_expression(text, answer, mode, shown.strip())
-    return {"problem": problem.strip(), "answer": answer.strip()} | result
+    return {"problem": problem.strip(), "answer": answer.strip()} | _verdicts(result["status"]) | result
+
+
+# The verdict in each reader's words, in the words the pack's training replies use ("correct"/"正确",
+# "not"/"不对"): a Chinese student asking "对吗？" was told "correct: True; status: correct" when the
+# model's reply fell back to the tool result.
+VERDICTS = {
+    "correct": {"en": "correct", "zh": "正确"},
+    "incorrect": {"en": "not correct", "zh": "不对"},
+    "equivalent_not_simplified": {"en": "not correct yet: right value, not in the form asked for",
+                                  "zh": "还不对：值相等，但形式不符合要求"},
+}  # fmt: skip
+
+
+def _verdicts(status: str) -> dict[str, str]:
+    return {f"verdict_{lang}": words for lang, words in VERDICTS[status].items()}
