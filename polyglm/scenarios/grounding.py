@@ -177,7 +177,9 @@ def unsupported(answer: str, support: Sequence[str], terms: Sequence[str] = ()) 
 # A Latin full stop ends a sentence only before a space or the end: "9.5", "3.6 km/h" and "support@lumen.store"
 # are not cut. Chinese stops need no space.
 _SENTENCE = re.compile(r"(?<=[.!?;])(?=\s|$)\s*|(?<=[。！？；])\s*|\n+")
-_SENTENCE_ENDS = tuple('.!?。！？；;:：)）"”')
+_SENTENCE_ENDS = tuple('.!?。！？；;:：)）"”|')
+_TABLE_ROW = re.compile(r"^\s*\|(.*)\|\s*$")
+_TABLE_RULE = re.compile(r"^\s*\|[\s:|-]*-[\s:|-]*\|\s*$")
 _HEADING = re.compile(r"^\s*#+\s*(.*?)\s*$")
 _WORD = re.compile(r"[a-z0-9]+|[\u4e00-\u9fff]")
 # An answer with fewer than this share of its words in what it was shown (passages, tool results, the
@@ -201,6 +203,8 @@ _STOPWORDS = frozenset({
     "they", "my", "your", "our", "his", "her", "their", "it", "its", "of", "to", "in", "on", "for", "and", "or",
     "at", "by", "with", "from", "that", "this", "there", "can", "could", "should", "would", "will", "what", "when",
     "how", "which", "who", "why", "where", "if", "me", "us", "them", "am",
+    "的", "了", "是", "吗", "呢", "吧", "啊", "什么", "怎么", "怎样", "如何", "哪", "哪些", "为什么", "我", "你", "他",
+    "她", "它", "我们", "你们", "这", "那", "这个", "那个", "和", "与", "或", "在", "有", "就", "都", "也", "还", "请",
 })  # fmt: skip
 MAX_TOOL_FIELD_CHARS = 300  # a tool result's text field longer than this is left out of the fallback
 MAX_TOOL_RECORDS = 5  # of a list of records (an order's items, the interactions found), this many are stated
@@ -222,16 +226,28 @@ def support_share(answer: str, support: Sequence[str]) -> float:
 
 
 def passage_sentences(text: str) -> list[tuple[str, str]]:
-    """(sentence, the heading above it) for every whole sentence of a passage. Headings are not sentences,
-    and neither are the pieces a passage window cuts: its text ending without a full stop, or starting
-    in lower case."""
-    found, heading = [], ""
-    for line in text.strip().splitlines():
+    """(sentence, what it is read with) for every whole sentence of a passage: the heading above it, and for a
+    table row the table's header ("| 圆 | `S = πr^2` |" under "| 图形 | 面积公式 |" is the circle's area
+    formula). Headings, header rows and rules are not sentences, and neither are the pieces a passage window
+    cuts: its text ending without a full stop, or starting in lower case."""
+    found, heading, header = [], "", ""
+    lines = text.strip().splitlines()
+    for i, line in enumerate(lines):
         if match := _HEADING.match(line):
             heading = match.group(1)
             continue
+        if row := _TABLE_ROW.match(line):
+            cells = " | ".join(cell.replace("**", "").strip() for cell in row.group(1).split("|"))
+            if _TABLE_RULE.match(line):
+                continue
+            if i + 1 < len(lines) and _TABLE_RULE.match(lines[i + 1]):  # the row above a rule names the columns
+                header = cells
+            else:
+                found.append((cells, f"{heading} {header}".strip()))
+            continue
+        header = ""
         for sentence in _SENTENCE.split(line):
-            sentence = sentence.strip(" -*#>\t")
+            sentence = sentence.replace("**", "").strip(" -*#>\t")  # bold marks read as noise in a quote
             if len(sentence) > 8:
                 found.append((sentence, heading))
     if found and not text.rstrip().endswith(_SENTENCE_ENDS):

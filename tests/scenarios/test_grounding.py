@@ -106,6 +106,20 @@ def test_sentences_end_at_stops_not_at_decimals_or_domains():
     ]  # fmt: skip
 
 
+def test_a_table_row_is_read_with_its_header():
+    """The circle's area formula is a table row under "图形 | 面积公式": read alone, "圆的面积公式是什么？"
+    quoted the common-mistakes line about circles instead (edu-eval-050)."""
+    passage = (
+        "## 平面图形面积\n| 图形 | 面积公式 |\n|---|---|\n| 长方形 | 长 × 宽 |\n"
+        "| 圆 | `S = πr^2`，周长 `C = 2πr` |\n\n**周长**是图形一周的长度。\n## 常见错误\n- 圆的面积公式中把直径当半径。"
+    )
+    assert [s for s, _ in passage_sentences(passage)] == [
+        "长方形 | 长 × 宽", "圆 | `S = πr^2`，周长 `C = 2πr`", "周长是图形一周的长度。", "圆的面积公式中把直径当半径。"
+    ]  # fmt: skip
+    [(sentence, _)] = best_sentences("圆的面积公式是什么？", [(passage, "area-volume-zh#0")], k=1)
+    assert sentence == "圆 | `S = πr^2`，周长 `C = 2πr`"
+
+
 WARRANTY = [
     ("保修期从签收之日开始计算：\n- 电子产品（手机、耳机）：1 年\n- 大家电整机 2 年，压缩机 5 年。", "warranty-zh#0"),
     ("支持支付宝、微信支付和银行卡付款，订单号就是购买凭证，不需要纸质发票。", "payment-methods-zh#1"),
