@@ -232,7 +232,8 @@ def test_one_eval_item_end_to_end_on_the_tiny_profile(name, tiny_platform, isola
     generated = TOOL_CALL.sub("", reply.trace[-2]["text"]).strip()
     grounding = reply.trace[-1]
     if grounding["fallback"]:
-        assert grounding["model_answer"] == generated and grounding["unsupported"]
+        # replaced for a reason: specifics nothing shown supports, or too few of its words shown at all
+        assert grounding["model_answer"] == generated and (grounding["unsupported"] or grounding["ungrounded"])
         generated = reply.answer.removeprefix(pack.safety.escalation[item["lang"]]).strip()
         assert (
             any(f"[{c['citation']}]" in generated for c in reply.citations)
