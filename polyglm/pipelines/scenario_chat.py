@@ -49,6 +49,7 @@ from polyglm.platform.loader import Platform
 from polyglm.platform.multimodal import multimodal_for, text_turn
 from polyglm.scenarios.grounding import (
     UNGROUNDED_SHARE,
+    contradicted_verdicts,
     fallback_answer,
     mend_citations,
     pack_terms,
@@ -401,7 +402,8 @@ class ScenarioAssistant:
         """The answer, each citation naming the passage that holds what it cites (`mend_citations`), followed
         by the evidence it leaves out (tool results it does not state, the passage sentences closest to the
         question it does not restate, cited), or, when it states a number, place or
-        pack term that nothing it was shown contains, or when too few of its words were shown to it at all
+        pack term that nothing it was shown contains or a verdict a tool's check contradicts ("不对" where
+        check_answer found the student right), or when too few of its words were shown to it at all
         (UNGROUNDED_SHARE), an extractive fallback: that evidence alone (see grounding.py). Support: the
         system prompt with the passages, the user's turns (with attachment text), tool results. Not the
         few-shot examples or earlier answers: a number copied from an example is exactly the invention this
@@ -410,6 +412,7 @@ class ScenarioAssistant:
                  for m in conversation if m["role"] == "user"]  # fmt: skip
         results = [json.dumps(c["result"], ensure_ascii=False) for c in calls if c.get("result")]
         missing = unsupported(answer, [self.system_prompt(hits), *users, *results], self.grounding_terms)
+        missing += contradicted_verdicts(answer, [c["result"] for c in calls if c.get("result")])
         share = support_share(answer, [*(h.text for h in hits), *users, *results])
         ungrounded = share < UNGROUNDED_SHARE
         step = {"step": "grounding", "unsupported": [c.text for c in missing], "support": round(share, 3),

@@ -60,7 +60,7 @@ _ENUMERATOR = re.compile(r"(?m)^\s*\(?\d{1,2}[.)、．]\s")  # "1. Check ..." at
 @dataclass(frozen=True)
 class Claim:
     text: str  # as it appears in the answer
-    kind: str  # number | place | term | link
+    kind: str  # number | place | term | link | verdict (one a tool's check contradicts)
 
 
 def chinese_number(text: str) -> int | None:
@@ -172,6 +172,29 @@ def unsupported(answer: str, support: Sequence[str], terms: Sequence[str] = ()) 
         elif not _mentions(shown, [claim.text]):
             missing.append(claim)
     return missing
+
+
+# A tool that checks something returns "correct": true or false (check_answer). An answer that states the
+# opposite verdict tells a student a right answer is wrong: "…不相等，所以还不对" for a correct expansion
+# (edu-eval-018). The wrong-words are read first: "not correct" and "不正确" hold a right-word.
+_SAYS_WRONG = re.compile(
+    r"\bnot (?:quite )?(?:correct|right)\b|\bincorrect\b|\bwrong\b|\bisn't (?:correct|right)\b"
+    r"|不对|不正确|错了|算错|做错",
+    re.I,
+)
+_SAYS_RIGHT = re.compile(r"\bcorrect\b|正确|对了|没错", re.I)
+
+
+def contradicted_verdicts(answer: str, results: Sequence[Any]) -> list[Claim]:
+    """The answer's verdict ("不对", "correct") where a tool result's "correct" says the opposite; [] when the
+    answer states no verdict or agrees with every one."""
+    wrong, right = _SAYS_WRONG.search(answer), _SAYS_RIGHT.search(answer)
+    said = wrong or right
+    if said is None:
+        return []
+    says_right = wrong is None
+    checked = [r["correct"] for r in results if isinstance(r, dict) and isinstance(r.get("correct"), bool)]
+    return [Claim(said[0], "verdict")] if any(verdict != says_right for verdict in checked) else []
 
 
 # A Latin full stop ends a sentence only before a space or the end: "9.5", "3.6 km/h" and "support@lumen.store"

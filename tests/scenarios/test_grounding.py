@@ -9,6 +9,7 @@ from polyglm.scenarios.grounding import (
     best_sentences,
     chinese_number,
     claims,
+    contradicted_verdicts,
     fallback_answer,
     mend_citations,
     pack_terms,
@@ -177,6 +178,36 @@ def test_an_answer_check_is_stated_in_the_students_words(question, lang, problem
     check = next(fn for fn in load_tools(load_pack("education")) if fn.__name__ == "check_answer")
     given = fallback_answer(question, [], lang, [("check_answer", check(problem, answer))])
     assert verdict in given and not_said not in given and "verdict_" not in given
+
+
+@pytest.mark.parametrize(
+    ("answer", "correct", "contradiction"),
+    [
+        ("把 x = 3 代回去，左边是 4，右边是 10，不相等，所以还不对。", True, ["不对"]),
+        ("结果是正确，正确的是 2。", True, []),
+        ("x = 6 不正确。", False, []),  # the wrong-word is read before the right-word it holds
+        ("Check: x = 4 is correct.", False, ["correct"]),
+        ("This is not correct, so check again.", False, []),
+        ("Let's look at the steps together.", True, []),  # no verdict stated: nothing to contradict
+    ],
+)
+def test_an_answer_stating_the_opposite_of_a_checks_verdict_is_caught(answer, correct, contradiction):
+    result = {"problem": "expand (x + 4)(x - 1)", "correct": correct}
+    assert [c.text for c in contradicted_verdicts(answer, [result])] == contradiction
+    assert contradicted_verdicts(answer, [{"status": "shipped"}]) == []  # a result that checks nothing
+
+
+@pytest.mark.usefixtures("isolated_cache")
+def test_a_student_told_a_right_answer_is_wrong_gets_the_checks_verdict(tiny_platform, monkeypatch):
+    """The offline LM's working for a correct expansion ended "所以还不对" and passed every other guard
+    (edu-eval-018): the student must read the checker's 正确, not the model's 不对."""
+    wrong = "我查一下。左边和右边不相等，所以还不对。"
+    reply = _assistant(tiny_platform, "education", "zh", wrong, monkeypatch).respond(
+        "展开 (x + 4)(x - 1)，我写 x^2 + 3x - 4，对吗？"
+    )
+    grounding = next(s for s in reply.trace if s["step"] == "grounding")
+    assert grounding["fallback"] and grounding["unsupported"] == ["不对"]
+    assert "verdict: 正确" in reply.answer and "不对" not in reply.answer
 
 
 def test_a_specific_the_user_or_a_tool_gave_does_not_move_a_citation():
