@@ -259,10 +259,10 @@ def passage_sentences(text: str) -> list[tuple[str, str]]:
         if match := _HEADING.match(line):
             heading = match.group(1)
             continue
+        if _TABLE_RULE.match(line):
+            continue
         if row := _TABLE_ROW.match(line):
             cells = " | ".join(cell.replace("**", "").strip() for cell in row.group(1).split("|"))
-            if _TABLE_RULE.match(line):
-                continue
             if i + 1 < len(lines) and _TABLE_RULE.match(lines[i + 1]):  # the row above a rule names the columns
                 header = cells
             else:
