@@ -410,9 +410,10 @@ class ScenarioAssistant:
         guards against."""
         users = [m["content"] if isinstance(m["content"], str) else str(m["content"][-1])
                  for m in conversation if m["role"] == "user"]  # fmt: skip
-        results = [json.dumps(c["result"], ensure_ascii=False) for c in calls if c.get("result")]
+        tools = [(c["name"], c["result"]) for c in calls if c.get("result")]
+        results = [json.dumps(result, ensure_ascii=False) for _, result in tools]
         missing = unsupported(answer, [self.system_prompt(hits), *users, *results], self.grounding_terms)
-        missing += contradicted_verdicts(answer, [c["result"] for c in calls if c.get("result")])
+        missing += contradicted_verdicts(answer, [result for _, result in tools])
         share = support_share(answer, [*(h.text for h in hits), *users, *results])
         ungrounded = share < UNGROUNDED_SHARE
         step = {"step": "grounding", "unsupported": [c.text for c in missing], "support": round(share, 3),
@@ -421,7 +422,6 @@ class ScenarioAssistant:
         if not self.grounding_guard:
             step["fallback"] = False
             return answer
-        tools = [(c["name"], c["result"]) for c in calls if c.get("result")]
         passages = [(h.text, h.citation) for h in hits]
         if step["fallback"]:
             given = fallback_answer(message, passages, self.lang, tools)
