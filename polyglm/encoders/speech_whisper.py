@@ -1,9 +1,21 @@
-"""Speech through openai-whisper: the encoder's frame features for adapters, and plain transcription."""
+"""Speech through openai-whisper: the encoder's frame features for adapters, and plain transcription.
+
+A voice note up to 30 s long is transcribed in one decoding pass without timestamps. With timestamps (openai-
+whisper's default) a short clip is often decoded twice (it seeks back to the last timestamp of an unfinished
+segment), and the transcripts were worse: on the social_sentiment pack's 50 English validation voice notes the
+fused reading rose from 30 to 33 right without them, at the same time per clip (ad hoc, 2026-12-02; README).
+Longer audio keeps the timestamps, which let transcribe cut its 30 s windows between words. The language
+detection reads the same encoder states as the adapter features (one 30 s window, zero-padded), so a voice
+note's window is encoded for both once.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import threading
+from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +30,9 @@ class WhisperSpeechEncoder:
     device: Any
     dtype: Any
     name: str  # checkpoint file name shown to users
+    # the last few windows' encoder states, by content: a voice note's features and language share one pass
+    shared: OrderedDict = field(default_factory=OrderedDict, repr=False, compare=False)
+    lock: Any = field(default_factory=threading.Lock, repr=False, compare=False)
 
     @classmethod
     def load(cls, path: Path, options: dict, device, dtype) -> WhisperSpeechEncoder:
@@ -44,30 +59,52 @@ class WhisperSpeechEncoder:
         no `language` is given, detect the spoken one among these only (whisper's own detection over ~100
         languages heard synthetic Mandarin as Thai, and then transcribed it in Thai script)."""
         import torch
+        import whisper
 
-        fp16 = self.dtype == torch.float16
         if isinstance(audio, str | Path):  # whisper hands the path to ffmpeg: `-x.wav` must not read as an option
-            audio = str(Path(audio).absolute())
+            audio = whisper.load_audio(str(Path(audio).absolute()))
+        audio = torch.as_tensor(audio, dtype=torch.float32)
         if language is None and self.multilingual and languages:
-            import whisper
-
-            if isinstance(audio, str):  # decoded once, for the detection and the transcription
-                audio = whisper.load_audio(audio)
             language = self.likeliest_language(audio, languages)
-        return self.model.transcribe(audio, language=language, fp16=fp16, temperature=0.0, verbose=None)
+        return self.model.transcribe(audio, language=language, fp16=self.dtype == torch.float16, temperature=0.0,
+                                     verbose=None, without_timestamps=audio.shape[0] <= WINDOW_SAMPLES)  # fmt: skip
+
+    def window_states(self, window: Any):
+        """(1500, D) encoder states of up to 30 s of audio (zero-padded), kept for the next few calls."""
+        return self.states_of([window])[0]
+
+    def states_of(self, windows: Sequence[Any], batch_size: int = 8) -> list:
+        """`window_states` for several windows: the ones not kept are encoded in batches."""
+        import torch
+
+        keys = [hashlib.sha1(window.numpy().tobytes()).hexdigest() + f":{window.shape[0]}" for window in windows]
+        with self.lock:
+            found = {key: self.shared[key] for key in keys if key in self.shared}
+        missing = [i for i, key in enumerate(keys) if key not in found]
+        for start in range(0, len(missing), batch_size):
+            batch = missing[start : start + batch_size]
+            with torch.inference_mode():
+                states = self.model.encoder(torch.stack([self._mel(windows[i]) for i in batch]))
+            found.update({keys[i]: state for i, state in zip(batch, states, strict=True)})
+        with self.lock:
+            for key in keys:
+                self.shared[key] = found[key]
+                self.shared.move_to_end(key)
+            while len(self.shared) > SHARED_WINDOWS:
+                self.shared.popitem(last=False)
+        return [found[key] for key in keys]
 
     def likeliest_language(self, audio_16k: Any, languages: Sequence[str]) -> str | None:
         """The most probable of `languages` (whisper codes; others ignored) on the first 30 s, or None."""
         import torch
-        import whisper
         from whisper.tokenizer import LANGUAGES
 
         known = [code for code in languages if code in LANGUAGES]
         if not known:
             return None
-        mel = whisper.log_mel_spectrogram(whisper.pad_or_trim(torch.as_tensor(audio_16k)), self.model.dims.n_mels)
+        states = self.window_states(torch.as_tensor(audio_16k, dtype=torch.float32)[:WINDOW_SAMPLES])
         with torch.inference_mode():
-            _, probabilities = self.model.detect_language(mel.to(self.device, self.dtype))
+            _, probabilities = self.model.detect_language(states)
         return max(known, key=lambda code: probabilities.get(code, 0.0))
 
     def encode(self, audio_16k: Any):
@@ -87,14 +124,10 @@ class WhisperSpeechEncoder:
 
         windows = [(i, w) for i, clip in enumerate(clips) for w in _windows(torch.as_tensor(clip, dtype=torch.float32))]
         pieces: list[list] = [[] for _ in clips]
-        for start in range(0, len(windows), batch_size):
-            batch = windows[start : start + batch_size]
-            mels = torch.stack([self._mel(w) for _, w in batch])
-            with torch.inference_mode():
-                states = self.model.encoder(mels)
-            for (clip_index, window), state in zip(batch, states, strict=True):
-                frames = max(1, -(-window.shape[0] // SAMPLES_PER_FRAME))
-                pieces[clip_index].append(state[:frames])
+        states = self.states_of([window for _, window in windows], batch_size)
+        for (clip_index, window), state in zip(windows, states, strict=True):
+            frames = max(1, -(-window.shape[0] // SAMPLES_PER_FRAME))
+            pieces[clip_index].append(state[:frames])
         return [torch.cat(p) for p in pieces]
 
     def encode_trimmed(self, audio_16k: Any):
@@ -127,6 +160,8 @@ class WhisperSpeechEncoder:
 
 WINDOW_SAMPLES = 30 * 16_000  # Whisper's fixed receptive window
 SAMPLES_PER_FRAME = 320  # 16 kHz, mel hop 160, encoder conv stride 2 -> 50 frames/s
+TRANSCRIPT_FORM = "greedy-one-window-no-timestamps"  # how `transcribe` decodes: names cached transcripts
+SHARED_WINDOWS = 8  # windows whose encoder states are kept (~3 MB each for Whisper-base in fp32)
 
 
 def _windows(audio):

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from polyglm.encoders.speech_whisper import TRANSCRIPT_FORM
 from polyglm.platform.config import MediaPolicy
 from polyglm.platform.fusion import MediaFeatures
 from polyglm.platform.loader import Platform
@@ -103,8 +104,9 @@ def read_attachments(
     if policy.ocr:
         ocr = cached_texts(platform, "ocr", media["image"], lambda image: ocr_text(platform, image))
     if policy.transcript:
-        # Transcripts depend on the languages the profile lets whisper choose from: they name the cache entry.
-        heard = f"text:{','.join(platform.profile.languages)}"
+        # Transcripts depend on the languages the profile lets whisper choose from and on how it decodes:
+        # both name the cache entry.
+        heard = f"text:{','.join(platform.profile.languages)}:{TRANSCRIPT_FORM}"
         transcripts = cached_texts(platform, "speech", media["audio"], lambda clip: transcript(platform, clip), heard)
     return ReadAttachments(features, ocr, transcripts, notes)
 

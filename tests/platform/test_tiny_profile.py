@@ -64,6 +64,38 @@ def test_speech_encoder_gives_whisper_frames(tiny_platform):
     assert features.shape == (1, 1500, 64)
 
 
+def encoder_passes(speech):
+    """A list that grows by one each time the Whisper encoder runs (remove the hook with .handle.remove())."""
+    passes = []
+    handle = speech.model.encoder.register_forward_hook(lambda *_: passes.append(1))
+    return passes, handle
+
+
+def test_a_voice_notes_window_is_encoded_once_for_its_features_and_its_language(tiny_platform):
+    import numpy as np
+
+    speech = tiny_platform.speech
+    clip = np.random.default_rng(1).normal(0, 0.1, 3 * 16_000).astype("float32")
+    passes, handle = encoder_passes(speech)
+    try:
+        features = speech.encode_clips([clip])[0]
+        speech.likeliest_language(clip, ["en", "zh"])
+    finally:
+        handle.remove()
+    assert len(passes) == 1
+    # the kept states are the ones a pass of their own gives
+    assert torch.allclose(features, speech.encode(clip)[0][: features.shape[0]], atol=1e-5)
+
+
+def test_a_short_clip_is_transcribed_in_one_decoding_pass_over_the_whole_clip(tiny_platform):
+    import numpy as np
+
+    clip = np.random.default_rng(2).normal(0, 0.1, 2 * 16_000).astype("float32")
+    segments = tiny_platform.speech.transcribe(clip, language="en")["segments"]
+    # without timestamps whisper decodes the clip once, as one segment; with them it seeks back and forth
+    assert [(s["start"], s["end"]) for s in segments] in ([], [(0.0, 2.0)])
+
+
 def test_embedder_returns_unit_vectors(tiny_platform):
     vectors = tiny_platform.embedder.embed(["退款", "a refund please", "weather"])
     assert vectors.shape == (3, 64)
