@@ -9,7 +9,8 @@
    tokens the call really forwards (the prompt prefix every item shares runs once per call, see
    label_scoring.shared_prefix), plus the LM head on the positions whose logits are computed (none for a
    head); attention's own FLOPs left out. The whole prompts' FLOPs are printed beside it;
-4. a 10-second voice note end to end (decode, Whisper transcript, audio adapter, scoring);
+4. a 10-second voice note end to end (Whisper transcript, audio adapter, syllables heard, scoring), on a note
+   the media cache has never seen, and the same note again (transcript and features from the cache);
 5. peak RSS.
 
     python bench/sentiment.py [--profile offline] [--items 40] [--batch-size 8]
@@ -48,6 +49,7 @@ def matmul_rate(dtype, size: int = 1024, repeats: int = 5, rounds: int = 5) -> f
 
 
 def main(argv: list[str] | None = None) -> int:
+    import numpy as np
     import torch
 
     from polyglm.pipelines.attachments import ReadAttachments
@@ -155,12 +157,19 @@ def main(argv: list[str] | None = None) -> int:
         text = ("I waited forty minutes for the bus this morning and then it drove straight past me. "
                 "Honestly, what a terrible start to the day, I am so annoyed.")  # fmt: skip
         subprocess.run(["espeak-ng", "-s", "135", "-w", str(note), text], check=True)
-        seconds = len(load_audio(note)) / 16_000
-        analyse(platform, SentimentInput(audio=(load_audio(note),)), attribution=False)  # warm-up (loads Whisper)
+        clip = load_audio(note)
+        # The media cache keeps every clip's transcript and features on disk: a note it has seen (this one, in
+        # an earlier run or in the warm-up) would skip Whisper. The measured note is one it has never seen:
+        # the same speech with noise at -80 dB, seeded by the clock. The warm-up (loading every part) is another.
+        fresh = clip + np.random.default_rng(time.time_ns()).normal(0, 1e-4, clip.shape).astype(clip.dtype)
+        analyse(platform, SentimentInput(audio=(clip[::-1].copy(),)), attribution=False)
         started = time.perf_counter()
-        result = analyse(platform, SentimentInput(audio=(load_audio(note),)), attribution=False)
-        rows["voice_note_seconds"] = round(seconds, 1)
+        result = analyse(platform, SentimentInput(audio=(fresh,)), attribution=False)
+        rows["voice_note_seconds"] = round(len(clip) / 16_000, 1)
         rows["voice_note_end_to_end_s"] = round(time.perf_counter() - started, 2)
+        started = time.perf_counter()
+        analyse(platform, SentimentInput(audio=(fresh,)), attribution=False)
+        rows["voice_note_again_from_media_cache_s"] = round(time.perf_counter() - started, 2)
         rows["voice_note_label"] = result.label
         rows["voice_note_transcript"] = result.evidence["transcripts"][0][:120]
     rows["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
