@@ -67,7 +67,16 @@ class WhisperSpeechEncoder:
         if language is None and self.multilingual and languages:
             language = self.likeliest_language(audio, languages)
         return self.model.transcribe(audio, language=language, fp16=self.dtype == torch.float16, temperature=0.0,
-                                     verbose=None, without_timestamps=audio.shape[0] <= WINDOW_SAMPLES)  # fmt: skip
+                                     verbose=None, without_timestamps=audio.shape[0] <= WINDOW_SAMPLES,
+                                     suppress_tokens=[-1, self.no_timestamps_token])  # fmt: skip
+
+    @property
+    def no_timestamps_token(self) -> int:
+        """<|notimestamps|> is never text, but whisper does not suppress it in what it samples: the tiny profile's
+        random Whisper sampled nothing else, 224 times, and wrote an empty transcript."""
+        from whisper.tokenizer import get_tokenizer
+
+        return get_tokenizer(self.multilingual, num_languages=self.model.num_languages).no_timestamps
 
     def window_states(self, window: Any):
         """(1500, D) encoder states of up to 30 s of audio (zero-padded), kept for the next few calls."""
@@ -160,7 +169,8 @@ class WhisperSpeechEncoder:
 
 WINDOW_SAMPLES = 30 * 16_000  # Whisper's fixed receptive window
 SAMPLES_PER_FRAME = 320  # 16 kHz, mel hop 160, encoder conv stride 2 -> 50 frames/s
-TRANSCRIPT_FORM = "greedy-one-window-no-timestamps"  # how `transcribe` decodes: names cached transcripts
+# how `transcribe` decodes: it names cached transcripts, so a change of decoding is not answered from the cache
+TRANSCRIPT_FORM = "greedy-one-window-no-timestamps-notimestamps-suppressed"
 SHARED_WINDOWS = 8  # windows whose encoder states are kept (~3 MB each for Whisper-base in fp32)
 
 
